@@ -1,0 +1,16 @@
+"""jaxnets: Keras-trained networks as hand-written, jit-compiled JAX layers.
+
+Usable with JAX alone — nothing here imports TensorFlow or Keras::
+
+    import jaxnets
+    model = jaxnets.load("ported_model_dir")   # written by port.load(...).save(...)
+    probabilities = model.predict(images, batch_size=256)
+"""
+
+from jaxnets import activations
+from jaxnets import layers
+from jaxnets import text
+from jaxnets.model import InputError, Model, load
+
+__all__ = ["activations", "layers", "text", "InputError", "Model", "load"]
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""(CNN layers: to be written.)"""

@@ -1,0 +1,1 @@
+"""(Recurrent/text layers: to be written.)"""

@@ -1,0 +1,362 @@
+"""A jaxnets model: an ordered chain of layers, compiled as one function.
+
+``Model`` holds the layers (hyper-parameters), their parameters (a dict keyed
+by layer name whose leaves carry Keras's weight names) and an input spec, and
+offers what a user of a Keras model expects:
+
+- ``model(x)``: the jitted forward pass on one batch (a ``jax.Array``).
+- ``model.predict(x, batch_size=256)``: any number of rows, returned as numpy.
+- ``model.summary()``: layer, class, output shape and parameter count.
+- ``model.save(directory)`` / ``jaxnets.load(directory)``: architecture as
+  JSON and parameters through orbax-checkpoint; loading needs JAX alone.
+
+Inputs are validated on the host before anything is compiled: wrong rank,
+shape or dtype raise ``InputError`` naming what was expected.
+"""
+
+import json
+import math
+import os
+import tempfile
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnets.layers import base
+
+FORMAT_VERSION = 1
+ARCHITECTURE_FILE = "architecture.json"
+PARAMS_DIR = "params"
+
+# Padded text batches are cut to their longest real sequence, rounded up to a
+# multiple of this, so at most ``max_len / LENGTH_BUCKET`` lengths get compiled.
+LENGTH_BUCKET = 8
+
+
+class InputError(ValueError):
+  """Input to ``predict``/``__call__`` that the model cannot take."""
+
+
+class Model:
+  """An ordered composition of jaxnets layers.
+
+  Args:
+    layers: the layers, applied in order.
+    params: ``{layer_name: {weight_name: array}}`` for every layer with weights.
+    input_shape: one example's shape (no batch axis); ``None`` marks a free
+      dimension (e.g. sequence length).
+    input_dtype: ``"float32"`` for images/features, ``"int32"`` for token ids,
+      ``"string"`` when ``preprocessor`` turns raw strings into token ids.
+    preprocessor: optional host-side callable (e.g. ``jaxnets.text.TextVectorizer``)
+      mapping a sequence of strings to an ``int32 (batch, length)`` array.
+    name: the model's name (the Keras model's, when ported).
+  """
+
+  def __init__(self, layers: Sequence[base.Layer], params: dict[str, Any], *,
+               input_shape: Sequence[int | None], input_dtype: str = "float32",
+               preprocessor=None, name: str = "model"):
+    names = [layer.name for layer in layers]
+    if len(set(names)) != len(names):
+      raise ValueError(f"layer names must be unique, got {names}")
+    if input_dtype not in ("float32", "int32", "string"):
+      raise ValueError(f"input_dtype must be float32, int32 or string, got {input_dtype!r}")
+    if (input_dtype == "string") != (preprocessor is not None):
+      raise ValueError("a string input needs a preprocessor, and a preprocessor a string input")
+    self.layers = tuple(layers)
+    self.params = jax.tree_util.tree_map(jnp.asarray, dict(params))
+    self.input_shape = tuple(None if d is None else int(d) for d in input_shape)
+    self.input_dtype = input_dtype
+    self.preprocessor = preprocessor
+    self.name = name
+    self._forward = jax.jit(self.apply)
+    self._trim_padding = self._padding_can_be_trimmed()
+
+  # ---------------------------------------------------------------- forward
+  def apply(self, params, x, *, training: bool = False, rng: jax.Array | None = None):
+    """Pure forward pass: ``x`` is a batch of (already tokenised) inputs."""
+    mask = None
+    for index, layer in enumerate(self.layers):
+      layer_rng = None if rng is None else jax.random.fold_in(rng, index)
+      x, mask = layer.apply(params.get(layer.name, {}), x, mask,
+                            training=training, rng=layer_rng)
+    return x
+
+  def init(self, rng: jax.Array) -> dict[str, Any]:
+    """Fresh parameters with Keras's default initialisers (for training)."""
+    params = {}
+    shape = self._concrete_input_shape(7)
+    x = jax.ShapeDtypeStruct((1,) + shape, self._compute_dtype)
+    mask = None
+    for index, layer in enumerate(self.layers):
+      layer_params = layer.init(jax.random.fold_in(rng, index), tuple(x.shape[1:]))
+      if layer_params:
+        params[layer.name] = layer_params
+      x, mask = jax.eval_shape(
+          lambda p, v, m, layer=layer: layer.apply(p, v, m), layer_params, x, mask)
+    return params
+
+  def __call__(self, x) -> jax.Array:
+    """Jitted forward pass on one batch (strings are tokenised first)."""
+    x = self._prepare(x)
+    return self._forward(self.params, jnp.asarray(x))
+
+  def predict(self, x, batch_size: int = 256) -> np.ndarray:
+    """Forward pass over any number of rows, in batches; returns numpy.
+
+    The last partial batch is zero-padded so that only a bounded set of batch
+    shapes is ever compiled: ``batch_size`` itself, or the next power of two
+    below it for inputs smaller than one batch (so batch-1 latency stays low).
+    When more than one device is visible, each batch is sharded across all of
+    them (padded to a multiple of the device count).
+
+    Text models whose padding mask comes from zero token ids (Embedding with
+    ``mask_zero=True``) and whose layers all carry state over masked steps are
+    run on rows sorted by real length, each batch cut to its longest real
+    sequence (rounded up to ``LENGTH_BUCKET``). Padding is at the end, and a
+    masked step leaves the state untouched, so this gives identical numbers.
+    """
+    if int(batch_size) < 1:
+      raise ValueError(f"batch_size must be positive, got {batch_size}")
+    batch_size = int(batch_size)
+    x = self._prepare(x)
+    n = x.shape[0]
+    if n == 0:
+      out = jax.eval_shape(self.apply, self.params,
+                           jax.ShapeDtypeStruct((1,) + x.shape[1:], x.dtype))
+      return np.zeros((0,) + out.shape[1:], out.dtype)
+    order = None
+    if self._trim_padding:
+      lengths = _real_lengths(x)
+      order = np.argsort(lengths, kind="stable")
+      x, lengths = x[order], lengths[order]
+    devices = jax.local_device_count()
+    sharding = _batch_sharding() if devices > 1 else None
+    pending = []
+    for start in range(0, n, batch_size):
+      chunk = x[start:start + batch_size]
+      if self._trim_padding:
+        longest = int(lengths[start:start + batch_size].max())
+        cut = min(x.shape[1], max(LENGTH_BUCKET, -(-longest // LENGTH_BUCKET) * LENGTH_BUCKET))
+        chunk = chunk[:, :cut]
+      rows = len(chunk)
+      padded_rows = _padded_batch(rows, batch_size, devices)
+      if padded_rows != rows:
+        pad = np.zeros((padded_rows - rows,) + chunk.shape[1:], chunk.dtype)
+        chunk = np.concatenate([chunk, pad])
+      chunk = jax.device_put(chunk, sharding) if sharding is not None else jnp.asarray(chunk)
+      # Dispatch every batch before reading any back: host work overlaps compute.
+      pending.append((self._forward(self.params, chunk), rows))
+    out = np.concatenate([np.asarray(y)[:rows] for y, rows in pending])
+    if order is not None:
+      unsorted = np.empty_like(out)
+      unsorted[order] = out
+      out = unsorted
+    return out
+
+  # ------------------------------------------------------------- inspection
+  def summary(self) -> str:
+    """A Keras-like table: layer (class), output shape, parameter count."""
+    shapes = self._layer_output_shapes()
+    rows = [("Layer (type)", "Output Shape", "Param #")]
+    total = 0
+    for layer, shape in zip(self.layers, shapes):
+      count = sum(int(np.prod(leaf.shape)) for leaf in
+                  jax.tree_util.tree_leaves(self.params.get(layer.name, {})))
+      total += count
+      rows.append((f"{layer.name} ({type(layer).__name__})", str(shape), f"{count:,}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    line = "-" * (sum(widths) + 6)
+    text = [f'Model: "{self.name}"', line]
+    for i, row in enumerate(rows):
+      text.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+      if i == 0:
+        text.append(line)
+    text += [line, f"Total params: {total:,}", f"Input: {self._input_description()}"]
+    if self.preprocessor is not None:
+      text.append(f"Preprocessor: {self.preprocessor!r}")
+    return "\n".join(text)
+
+  @property
+  def param_count(self) -> int:
+    return sum(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(self.params))
+
+  # ------------------------------------------------------------ persistence
+  def save(self, directory: str | os.PathLike) -> str:
+    """Writes ``architecture.json`` and an orbax checkpoint of the params.
+
+    Both are written to temporary names and renamed into place, so a killed
+    save never leaves a directory that loads half a model.
+    """
+    import orbax.checkpoint as ocp  # imported lazily: slow, and only needed here
+
+    directory = os.path.abspath(os.fspath(directory))
+    os.makedirs(directory, exist_ok=True)
+    architecture = {
+        "format_version": FORMAT_VERSION,
+        "name": self.name,
+        "input_shape": list(self.input_shape),
+        "input_dtype": self.input_dtype,
+        "layers": [{"class": type(l).__name__, "config": l.get_config()} for l in self.layers],
+        "preprocessor": None if self.preprocessor is None else {
+            "class": type(self.preprocessor).__name__,
+            "config": self.preprocessor.get_config()},
+    }
+    params = jax.tree_util.tree_map(np.asarray, self.params)
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(os.path.join(directory, PARAMS_DIR), params, force=True)
+    checkpointer.wait_until_finished()
+    _write_atomic(os.path.join(directory, ARCHITECTURE_FILE), json.dumps(architecture, indent=1))
+    return directory
+
+  # -------------------------------------------------------------- internals
+  @property
+  def _compute_dtype(self):
+    return jnp.float32 if self.input_dtype == "float32" else jnp.int32
+
+  def _concrete_input_shape(self, free_dim: int) -> tuple[int, ...]:
+    if self.preprocessor is not None:
+      length = getattr(self.preprocessor, "output_sequence_length", None)
+      return (length or free_dim,)
+    return tuple(free_dim if d is None else d for d in self.input_shape)
+
+  def _input_description(self) -> str:
+    if self.preprocessor is not None:
+      return "strings (batch,)"
+    return f"{self.input_dtype} {('batch',) + self.input_shape}".replace("'", "")
+
+  def _layer_output_shapes(self) -> list[tuple]:
+    """Output shape of every layer; dims that vary with a free input dim are None."""
+    def shapes_for(free_dim):
+      x = jax.ShapeDtypeStruct((2,) + self._concrete_input_shape(free_dim), self._compute_dtype)
+      mask, result = None, []
+      for layer in self.layers:
+        x, mask = jax.eval_shape(
+            lambda p, v, m, layer=layer: layer.apply(p, v, m),
+            self.params.get(layer.name, {}), x, mask)
+        result.append(x.shape)
+      return result
+    first, second = shapes_for(7), shapes_for(11)
+    return [(None,) + tuple(a if a == b else None for a, b in zip(s1[1:], s2[1:]))
+            for s1, s2 in zip(first, second)]
+
+  def _padding_can_be_trimmed(self) -> bool:
+    if self.input_dtype == "float32" or not self.layers:
+      return False
+    if not getattr(self.layers[0], "mask_zero", False):
+      return False
+    if not all(type(layer).trailing_padding_safe for layer in self.layers):
+      return False
+    return len(self._layer_output_shapes()[-1]) == 2  # no time axis in the output
+
+  def _prepare(self, x) -> np.ndarray:
+    """Validates a batch on the host and returns it as a numpy array."""
+    if self.preprocessor is not None:
+      x = self._strings(x)
+      x = np.asarray(self.preprocessor(x), np.int32)
+    else:
+      x = self._numeric(x)
+    if self.layers:
+      self.layers[0].check_input(x)
+    return x
+
+  def _strings(self, x) -> list[str]:
+    if isinstance(x, str):
+      raise InputError(f"model {self.name!r} takes a batch of strings (a list), "
+                       "got a single str; wrap it in a list")
+    array = np.asarray(x, dtype=object) if not isinstance(x, np.ndarray) else x
+    if array.ndim == 2 and array.shape[1] == 1:
+      array = array[:, 0]  # Keras's (batch, 1) string layout
+    if array.ndim != 1:
+      raise InputError(f"model {self.name!r} takes a 1-D batch of strings, "
+                       f"got an array of shape {array.shape}")
+    values = []
+    for i, item in enumerate(array):
+      if isinstance(item, bytes):
+        item = item.decode("utf-8")
+      if not isinstance(item, str):
+        raise InputError(f"model {self.name!r} takes strings; item {i} is "
+                         f"{type(item).__name__}: {item!r:.60}")
+      values.append(item)
+    return values
+
+  def _numeric(self, x) -> np.ndarray:
+    if isinstance(x, jax.Array):
+      x = np.asarray(x)
+    x = np.asarray(x)
+    expected = ("batch",) + self.input_shape
+    if x.dtype.kind not in "biuf":
+      raise InputError(f"model {self.name!r} expects numeric {self.input_dtype} input "
+                       f"of shape {expected}, got dtype {x.dtype}")
+    if x.ndim != len(expected):
+      raise InputError(f"model {self.name!r} expects input of rank {len(expected)} "
+                       f"{expected}, got shape {x.shape} (rank {x.ndim})")
+    for axis, (want, got) in enumerate(zip(self.input_shape, x.shape[1:]), start=1):
+      if want is not None and want != got:
+        raise InputError(f"model {self.name!r} expects input of shape {expected}; "
+                         f"axis {axis} has size {got}, expected {want}")
+    if self.input_dtype == "int32":
+      if x.dtype.kind == "f":
+        if not np.all(np.isfinite(x)) or not np.all(x == np.round(x)):
+          raise InputError(f"model {self.name!r} expects integer token ids, got "
+                           f"non-integer {x.dtype} values")
+      return x.astype(np.int32)
+    return x.astype(np.float32)
+
+
+def load(directory: str | os.PathLike) -> Model:
+  """Loads a model written by ``Model.save``; needs JAX (and orbax) only."""
+  import orbax.checkpoint as ocp
+
+  # Importing the layer modules fills the registry used below.
+  import jaxnets.layers  # pylint: disable=unused-import,import-outside-toplevel
+
+  directory = os.path.abspath(os.fspath(directory))
+  arch_path = os.path.join(directory, ARCHITECTURE_FILE)
+  if not os.path.isfile(arch_path):
+    raise FileNotFoundError(f"{directory} is not a saved jaxnets model: no {ARCHITECTURE_FILE}")
+  try:
+    with open(arch_path, encoding="utf-8") as f:
+      arch = json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    raise ValueError(f"cannot read {arch_path}: {e}") from e
+  if arch.get("format_version") != FORMAT_VERSION:
+    raise ValueError(f"{arch_path}: unsupported format_version {arch.get('format_version')!r}")
+  layers = [base.layer_class(spec["class"]).from_config(spec["config"])
+            for spec in arch["layers"]]
+  preprocessor = None
+  if arch.get("preprocessor"):
+    spec = arch["preprocessor"]
+    preprocessor = base.layer_class(spec["class"]).from_config(spec["config"])
+  params_path = os.path.join(directory, PARAMS_DIR)
+  if not os.path.isdir(params_path):
+    raise FileNotFoundError(f"{directory}: missing parameter checkpoint {PARAMS_DIR}/")
+  params = ocp.StandardCheckpointer().restore(params_path)
+  return Model(layers, params, input_shape=arch["input_shape"],
+               input_dtype=arch["input_dtype"], preprocessor=preprocessor,
+               name=arch.get("name", "model"))
+
+
+def _real_lengths(tokens: np.ndarray) -> np.ndarray:
+  """Index of the last non-zero token + 1 per row (0 for all-padding rows)."""
+  nonzero = tokens.reshape(tokens.shape[0], -1) != 0
+  flipped_first = np.argmax(nonzero[:, ::-1], axis=1)
+  return np.where(nonzero.any(axis=1), nonzero.shape[1] - flipped_first, 0)
+
+
+def _padded_batch(rows: int, batch_size: int, devices: int) -> int:
+  size = batch_size if rows == batch_size else min(batch_size, 1 << (rows - 1).bit_length())
+  return -(-size // devices) * devices
+
+
+def _batch_sharding():
+  mesh = jax.sharding.Mesh(np.array(jax.local_devices()), ("batch",))
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
+
+
+def _write_atomic(path: str, text: str) -> None:
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+  with os.fdopen(fd, "w", encoding="utf-8") as f:
+    f.write(text)
+  os.replace(tmp, path)

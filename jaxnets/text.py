@@ -1,0 +1,1 @@
+"""TextVectorization tokeniser in pure Python/NumPy (to be written)."""

@@ -1,0 +1,1 @@
+"""(CNN converters: to be written.)"""

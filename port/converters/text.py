@@ -1,0 +1,1 @@
+"""(Recurrent/text converters: to be written.)"""

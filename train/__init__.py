@@ -1,0 +1,1 @@
+"""Training code: dataset loaders (train.data) and command-line tools."""
