@@ -6,6 +6,7 @@
     print(model.summary())
     model.save("ported/")                   # reload later with jaxnets.load, no TF
     port.unsupported("other.keras")         # [(layer name, class, reason), ...]
+    keras_model = port.to_keras(model)      # the inverse: jaxnets params -> Keras model
 
 Every Keras layer class has one converter (``port/converters``); a converter
 rejects, with ``UnsupportedLayerError`` naming the layer, option and value,
@@ -13,7 +14,8 @@ anything it cannot reproduce exactly.
 """
 
 from port.api import flat_layers, load, load_keras, unsupported
+from port.to_keras import to_keras
 from port.registry import UnsupportedLayerError, UnsupportedModelError, supported_classes
 
 __all__ = ["load", "load_keras", "flat_layers", "unsupported", "UnsupportedLayerError",
-           "UnsupportedModelError", "supported_classes"]
+           "UnsupportedModelError", "supported_classes", "to_keras"]

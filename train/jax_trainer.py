@@ -184,7 +184,8 @@ def fit(model: jaxnets.Model, x_train, y_train, x_val, y_val, config: TrainConfi
     model: a jaxnets classifier (its ``params`` are ignored unless passed as
       ``params``); text models take raw strings through their preprocessor.
     x_train, y_train, x_val, y_val: inputs as ``model.predict`` takes them and
-      integer class labels.
+      integer class labels; ``x_val=None`` trains without validation (and
+      without early stopping).
     config: the run's hyper-parameters.
     checkpoint_dir: where an orbax checkpoint is written after every epoch;
       if it already holds one, training resumes from it.
@@ -194,6 +195,11 @@ def fit(model: jaxnets.Model, x_train, y_train, x_val, y_val, config: TrainConfi
     stop_after_epoch: stop (as if killed) after this epoch; for resume tests.
   """
   train_model = logits_model(model)
+  has_validation = x_val is not None
+  if not has_validation and config.patience is not None:
+    raise ValueError("early stopping (patience) needs validation data")
+  if not has_validation:
+    x_val, y_val = x_train[:0], np.zeros(0, np.int32)
   x_train, x_val = tokenize(model, x_train), tokenize(model, x_val)
   y_train, y_val = np.asarray(y_train, np.int32), np.asarray(y_val, np.int32)
   if len(x_train) != len(y_train) or len(x_val) != len(y_val):
@@ -238,20 +244,25 @@ def fit(model: jaxnets.Model, x_train, y_train, x_val, y_val, config: TrainConfi
       state, batch_total, batch_correct = train_step(state, *batch, step_rng)
       total, correct = total + batch_total, correct + batch_correct
     loss, accuracy = float(total) / len(x_train), float(correct) / len(x_train)
-    val_loss, val_accuracy = _evaluate(eval_step, state.params, val_batches, len(x_val))
+    history["loss"].append(loss)
+    history["accuracy"].append(accuracy)
+    line = f"loss: {loss:.4f} - accuracy: {accuracy:.4f}"
+    if has_validation:
+      val_loss, val_accuracy = _evaluate(eval_step, state.params, val_batches, len(x_val))
+      history["val_loss"].append(val_loss)
+      history["val_accuracy"].append(val_accuracy)
+      line += f" - val_loss: {val_loss:.4f} - val_accuracy: {val_accuracy:.4f}"
+      if val_loss < meta["best_val_loss"]:
+        meta.update(best_val_loss=val_loss, best_epoch=epoch, wait=0)
+        state = state.replace(best_params=state.params)
+      else:
+        meta["wait"] += 1
+    else:
+      meta["best_epoch"] = epoch
     elapsed = time.perf_counter() - start
-    for key, value in (("loss", loss), ("accuracy", accuracy), ("val_loss", val_loss),
-                       ("val_accuracy", val_accuracy)):
-      history[key].append(value)
     meta["epoch_times"].append(elapsed)
     meta["epoch"] = epoch
-    if val_loss < meta["best_val_loss"]:
-      meta.update(best_val_loss=val_loss, best_epoch=epoch, wait=0)
-      state = state.replace(best_params=state.params)
-    else:
-      meta["wait"] += 1
-    log(f"Epoch {epoch}/{config.epochs} - {elapsed:.1f}s - loss: {loss:.4f} - accuracy: "
-        f"{accuracy:.4f} - val_loss: {val_loss:.4f} - val_accuracy: {val_accuracy:.4f}")
+    log(f"Epoch {epoch}/{config.epochs} - {elapsed:.1f}s - {line}")
     stop = config.patience is not None and meta["wait"] > config.patience
     if manager is not None:
       _save(manager, epoch, state, meta)
@@ -263,6 +274,8 @@ def fit(model: jaxnets.Model, x_train, y_train, x_val, y_val, config: TrainConfi
       break
   if manager is not None:
     manager.wait_until_finished()
+  if not has_validation:
+    history = {k: v for k, v in history.items() if not k.startswith("val_")}
 
   final = state.best_params if (config.patience is not None and config.restore_best) else state.params
   times = meta["epoch_times"]
