@@ -1,1 +1,159 @@
-"""(CNN layers: to be written.)"""
+"""Pooling layers over ``lax.reduce_window``, channels-last.
+
+Activations are ``NHWC`` ``(batch, height, width, channels)`` for the 2-D
+layers and ``NWC`` ``(batch, steps, channels)`` for the 1-D ones. None has
+parameters.
+
+As in ``jax.example_libraries.stax``, one factory (``Pooling``) serves max and
+average pooling of any spatial rank; the registered classes only pick the
+reducer and the rank. Windows and padding follow TensorFlow's ``tf.nn.max_pool``
+/ ``tf.nn.avg_pool``:
+
+- ``strides`` default to ``pool_size``.
+- ``same`` pads like TF (``total // 2`` cells before, the odd extra cell
+  after). Max pooling never picks a padded cell (they are ``-inf``); average
+  pooling divides each window's sum by the number of *real* cells in it, not
+  by the window size.
+
+The global layers reduce every spatial axis (``keepdims`` keeps them as 1s).
+Pooling drops any time mask, as Keras's pooling layers do.
+"""
+
+import dataclasses
+from typing import ClassVar
+
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxnets.layers import base
+from jaxnets.layers import conv
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Pooling(base.Layer):
+  """Windowed max/average over the spatial axes of a channels-last batch.
+
+  Attributes:
+    pool_size: window size per spatial axis.
+    strides: step per spatial axis (``None``: ``pool_size``).
+    padding: ``"valid"`` or ``"same"`` (TF's split, extra cell after).
+  """
+
+  pool_size: tuple[int, ...]
+  strides: tuple[int, ...] | None = None
+  padding: str = "valid"
+
+  reducer: ClassVar[str] = ""  # "max" or "average"
+  rank: ClassVar[int] = 0      # number of spatial axes
+
+  def __post_init__(self):
+    if len(self.pool_size) != self.rank:
+      raise ValueError(f"{type(self).__name__} {self.name!r}: pool_size {self.pool_size} "
+                       f"must have {self.rank} dims")
+    object.__setattr__(self, "pool_size", tuple(int(p) for p in self.pool_size))
+    object.__setattr__(self, "strides", tuple(int(s) for s in (self.strides or self.pool_size)))
+    if self.padding not in ("valid", "same"):
+      raise ValueError(f"{type(self).__name__} {self.name!r}: padding {self.padding!r} "
+                       "is not 'valid' or 'same'")
+
+  def apply(self, params, x, mask=None, *, training=False, rng=None):
+    spatial = x.shape[1:-1]
+    pads = conv.spatial_padding(self.padding, spatial, self.pool_size, self.strides,
+                                (1,) * self.rank)
+    window = (1,) + self.pool_size + (1,)
+    strides = (1,) + self.strides + (1,)
+    full_pads = [(0, 0)] + pads + [(0, 0)]
+    if self.reducer == "max":
+      y = lax.reduce_window(x, -jnp.inf, lax.max, window, strides, full_pads)
+      return y, None
+    total = lax.reduce_window(x, 0.0, lax.add, window, strides, full_pads)
+    # Real cells per window depend only on static shapes: count them on the
+    # host once, at trace time, instead of pooling a tensor of ones per call.
+    counts = _real_cell_counts(spatial, self.pool_size, self.strides, pads)
+    return total / counts.reshape((1,) + counts.shape + (1,)).astype(x.dtype), None
+
+
+def _real_cell_counts(spatial, pool_size, strides, pads) -> np.ndarray:
+  """How many unpadded input cells each output window covers, per spatial axis product."""
+  per_axis = []
+  for n, k, s, (before, after) in zip(spatial, pool_size, strides, pads):
+    out = (n + before + after - k) // s + 1
+    starts = np.arange(out) * s - before
+    per_axis.append(np.minimum(starts + k, n) - np.maximum(starts, 0))
+  counts = per_axis[0]
+  for axis_counts in per_axis[1:]:
+    counts = np.multiply.outer(counts, axis_counts)
+  return counts.astype(np.float32)
+
+
+@base.register
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MaxPooling1D(Pooling):
+  """Max over windows of ``(batch, steps, channels)``."""
+
+  reducer: ClassVar[str] = "max"
+  rank: ClassVar[int] = 1
+
+
+@base.register
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AveragePooling1D(Pooling):
+  """Mean over windows of ``(batch, steps, channels)`` (real cells only)."""
+
+  reducer: ClassVar[str] = "average"
+  rank: ClassVar[int] = 1
+
+
+@base.register
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MaxPooling2D(Pooling):
+  """Max over windows of ``(batch, height, width, channels)``."""
+
+  reducer: ClassVar[str] = "max"
+  rank: ClassVar[int] = 2
+
+
+@base.register
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AveragePooling2D(Pooling):
+  """Mean over windows of ``(batch, height, width, channels)`` (real cells only)."""
+
+  reducer: ClassVar[str] = "average"
+  rank: ClassVar[int] = 2
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GlobalPooling(base.Layer):
+  """Max/mean over every spatial axis of a channels-last batch.
+
+  ``(batch, *spatial, channels) -> (batch, channels)``, or
+  ``(batch, 1, ..., 1, channels)`` with ``keepdims``.
+  """
+
+  keepdims: bool = False
+
+  reducer: ClassVar[str] = ""
+
+  def apply(self, params, x, mask=None, *, training=False, rng=None):
+    axes = tuple(range(1, x.ndim - 1))
+    if self.reducer == "max":
+      return jnp.max(x, axis=axes, keepdims=self.keepdims), None
+    return jnp.mean(x, axis=axes, keepdims=self.keepdims), None
+
+
+@base.register
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GlobalMaxPooling2D(GlobalPooling):
+  """Max over height and width of ``(batch, height, width, channels)``."""
+
+  reducer: ClassVar[str] = "max"
+
+
+@base.register
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GlobalAveragePooling2D(GlobalPooling):
+  """Mean over height and width of ``(batch, height, width, channels)``."""
+
+  reducer: ClassVar[str] = "average"
+

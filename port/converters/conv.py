@@ -1,1 +1,145 @@
-"""(CNN converters: to be written.)"""
+"""Converters for Keras's CNN layers: Conv1D/2D, pooling, global pooling, BatchNormalization.
+
+Only ``data_format="channels_last"`` is accepted: jaxnets layers are NHWC/NWC,
+and silently transposing would hide a layout mismatch in the Flatten that
+usually follows.
+"""
+
+from jaxnets.layers import conv
+from jaxnets.layers import normalization
+from jaxnets.layers import pooling
+from port import registry
+from port.converters import core as core_converters
+
+
+def _data_format(cfg: registry.ConfigReader) -> None:
+  value = cfg.get("data_format", "channels_last")
+  if value not in (None, "channels_last"):
+    raise cfg.error(f"option data_format={value!r} is not supported: jaxnets layers are "
+                    "channels_last (NHWC); rebuild the model with data_format='channels_last'")
+
+
+def _int_tuple(cfg: registry.ConfigReader, key: str, rank: int, default=None) -> tuple[int, ...]:
+  """Reads an int-or-tuple option as a ``rank``-tuple of positive ints."""
+  value = cfg.get(key, default)
+  if isinstance(value, int):
+    value = (value,) * rank
+  try:
+    value = tuple(int(v) for v in value)
+  except (TypeError, ValueError):
+    raise cfg.error(f"option {key}={value!r} is not a tuple of {rank} ints") from None
+  if len(value) != rank or any(v < 1 for v in value):
+    raise cfg.error(f"option {key}={value!r} must be {rank} positive ints")
+  return value
+
+
+def _conv_weights(keras_layer, built):
+  weights = registry.named_weights(keras_layer)
+  params = {"kernel": weights["kernel"]}
+  if built[0].use_bias:
+    params["bias"] = weights["bias"]
+  return {built[0].name: params}
+
+
+def _conv(cfg: registry.ConfigReader, layer_class, rank: int):
+  cfg.dtype()
+  _data_format(cfg)
+  cfg.expect("lora_rank", None)
+  cfg.ignore("lora_alpha")
+  paddings = ("valid", "same", "causal") if rank == 1 else ("valid", "same")
+  padding = cfg.expect("padding", *paddings)
+  kernel_size = _int_tuple(cfg, "kernel_size", rank)
+  strides = _int_tuple(cfg, "strides", rank, default=1)
+  dilation_rate = _int_tuple(cfg, "dilation_rate", rank, default=1)
+  filters = int(cfg.get("filters"))
+  groups = int(cfg.get("groups", 1))
+  if groups < 1 or filters % groups:
+    raise cfg.error(f"option groups={groups!r} must divide filters={filters}")
+  return [layer_class(name=cfg.layer_name, filters=filters, kernel_size=kernel_size,
+                      strides=strides, padding=padding, dilation_rate=dilation_rate,
+                      groups=groups, activation=core_converters.activation_name(cfg),
+                      use_bias=bool(cfg.get("use_bias", True)))]
+
+
+@registry.register("Conv1D", weights=_conv_weights)
+def conv1d(cfg):
+  return _conv(cfg, conv.Conv1D, rank=1)
+
+
+@registry.register("Conv2D", weights=_conv_weights)
+def conv2d(cfg):
+  return _conv(cfg, conv.Conv2D, rank=2)
+
+
+def _pooling(cfg: registry.ConfigReader, layer_class):
+  cfg.dtype()
+  _data_format(cfg)
+  rank = layer_class.rank
+  pool_size = _int_tuple(cfg, "pool_size", rank)
+  strides = cfg.get("strides")
+  strides = pool_size if strides is None else _int_tuple(cfg, "strides", rank)
+  return [layer_class(name=cfg.layer_name, pool_size=pool_size, strides=strides,
+                      padding=cfg.expect("padding", "valid", "same"))]
+
+
+@registry.register("MaxPooling1D")
+def max_pooling1d(cfg):
+  return _pooling(cfg, pooling.MaxPooling1D)
+
+
+@registry.register("AveragePooling1D")
+def average_pooling1d(cfg):
+  return _pooling(cfg, pooling.AveragePooling1D)
+
+
+@registry.register("MaxPooling2D")
+def max_pooling2d(cfg):
+  return _pooling(cfg, pooling.MaxPooling2D)
+
+
+@registry.register("AveragePooling2D")
+def average_pooling2d(cfg):
+  return _pooling(cfg, pooling.AveragePooling2D)
+
+
+def _global_pooling(cfg: registry.ConfigReader, layer_class):
+  cfg.dtype()
+  _data_format(cfg)
+  return [layer_class(name=cfg.layer_name, keepdims=bool(cfg.get("keepdims", False)))]
+
+
+@registry.register("GlobalMaxPooling2D")
+def global_max_pooling2d(cfg):
+  return _global_pooling(cfg, pooling.GlobalMaxPooling2D)
+
+
+@registry.register("GlobalAveragePooling2D")
+def global_average_pooling2d(cfg):
+  return _global_pooling(cfg, pooling.GlobalAveragePooling2D)
+
+
+def _batch_norm_weights(keras_layer, built):
+  weights = registry.named_weights(keras_layer)
+  layer = built[0]
+  names = ["moving_mean", "moving_variance"]
+  names += ["gamma"] if layer.scale else []
+  names += ["beta"] if layer.center else []
+  return {layer.name: {n: weights[n] for n in names}}
+
+
+@registry.register("BatchNormalization", weights=_batch_norm_weights)
+def batch_normalization(cfg):
+  cfg.dtype()
+  axis = cfg.get("axis", -1)
+  if isinstance(axis, (list, tuple)):
+    if len(axis) != 1:
+      raise cfg.error(f"option axis={axis!r} is not supported (a single feature axis only)")
+    axis = axis[0]
+  if int(axis) == 0:
+    raise cfg.error("option axis=0 is not supported (that is the batch axis)")
+  # Synchronised statistics only change training-time batch moments; the
+  # inference form uses the moving statistics either way.
+  cfg.ignore("synchronized")
+  return [normalization.BatchNormalization(
+      name=cfg.layer_name, axis=int(axis), epsilon=float(cfg.get("epsilon", 1e-3)),
+      center=bool(cfg.get("center", True)), scale=bool(cfg.get("scale", True)))]
