@@ -246,7 +246,9 @@ class Model:
       return False
     if not getattr(self.layers[0], "mask_zero", False):
       return False
-    if not all(type(layer).trailing_padding_safe for layer in self.layers):
+    # Read on the instance: a layer may refine its class's value by its options
+    # (e.g. a recurrent layer returning a reversed sequence is not safe).
+    if not all(layer.trailing_padding_safe for layer in self.layers):
       return False
     return len(self._layer_output_shapes()[-1]) == 2  # no time axis in the output
 
@@ -301,8 +303,9 @@ class Model:
         if not np.all(np.isfinite(x)) or not np.all(x == np.round(x)):
           raise InputError(f"model {self.name!r} expects integer token ids, got "
                            f"non-integer {x.dtype} values")
-      return x.astype(np.int32)
-    return x.astype(np.float32)
+      return x.astype(np.int32, copy=False)
+    # copy=False: a float32 batch is used as given (no copy of a large input).
+    return x.astype(np.float32, copy=False)
 
 
 def load(directory: str | os.PathLike) -> Model:

@@ -73,7 +73,11 @@ def flat_layers(model) -> list:
         raise registry.UnsupportedLayerError(
             layer.name, type(layer).__name__,
             f"layer is called {len(nodes)} times (shared layers are not supported)")
-      inputs = nodes[0].input_tensors
+      # The mask Keras propagates from the previous output arrives as the
+      # `mask` keyword; it is that output's own mask, not a second input.
+      previous_mask = getattr(previous, "_keras_mask", None)
+      inputs = [t for t in nodes[0].input_tensors
+                if previous_mask is None or t is not previous_mask]
       if len(inputs) != 1 or inputs[0] is not previous:
         raise registry.UnsupportedLayerError(
             layer.name, type(layer).__name__,
@@ -140,7 +144,9 @@ def load(src) -> jaxnets.Model:
   preprocessor, layers, params = None, [], {}
   for keras_layer, converter, result in built:
     if type(keras_layer).__name__ in _PREPROCESSOR_CLASSES:
-      preprocessor = result[0]
+      # A preprocessor's state (an adapted vocabulary) is not in its config: the
+      # converter's weights half returns the finished preprocessor.
+      preprocessor = converter.weights(keras_layer, result).get(result[0].name, result[0])
       continue
     layers.extend(result)
     params.update(converter.weights(keras_layer, result))
