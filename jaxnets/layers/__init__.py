@@ -12,4 +12,11 @@ from jaxnets.layers import normalization
 from jaxnets.layers import pooling
 from jaxnets.layers import recurrent
 from jaxnets.layers.base import Layer, layer_class, register
+from jaxnets.layers.conv import Conv1D, Conv2D
 from jaxnets.layers.core import Activation, Dense, Dropout, Flatten, ReLU, Reshape, Softmax
+from jaxnets.layers.embedding import Embedding, Masking
+from jaxnets.layers.normalization import BatchNormalization
+from jaxnets.layers.pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling2D,
+                                    GlobalMaxPooling2D, MaxPooling1D, MaxPooling2D)
+from jaxnets.layers.recurrent import (GRU, LSTM, Bidirectional, GlobalAveragePooling1D,
+                                      GlobalMaxPooling1D, SimpleRNN)

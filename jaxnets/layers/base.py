@@ -47,6 +47,7 @@ class Layer:
 
   name: str
 
+  # (Class default; a layer may override it per instance with a property.)
   # True when dropping trailing *masked* time steps from the input leaves every
   # output value this layer passes on unchanged (recurrent layers that carry
   # state over masked steps, mask-aware pooling, position-wise layers). The
