@@ -65,6 +65,8 @@ class Pooling(base.Layer):
     strides = (1,) + self.strides + (1,)
     full_pads = [(0, 0)] + pads + [(0, 0)]
     if self.reducer == "max":
+      if self._tiles(spatial, pads):
+        return self._tiled_max(x), None
       y = lax.reduce_window(x, -jnp.inf, lax.max, window, strides, full_pads)
       return y, None
     total = lax.reduce_window(x, 0.0, lax.add, window, strides, full_pads)
@@ -72,6 +74,29 @@ class Pooling(base.Layer):
     # host once, at trace time, instead of pooling a tensor of ones per call.
     counts = _real_cell_counts(spatial, self.pool_size, self.strides, pads)
     return total / counts.reshape((1,) + counts.shape + (1,)).astype(x.dtype), None
+
+
+  def _tiles(self, spatial, pads) -> bool:
+    """Whether the windows tile the input: stride = pool size, no padding."""
+    return self.strides == self.pool_size and all(p == (0, 0) for p in pads)
+
+  def _tiled_max(self, x):
+    """Max over non-overlapping windows as a reshape + reduce.
+
+    The same maxima as ``reduce_window`` (a max is exact in any order), but
+    its gradient is a cheap equality mask instead of XLA's
+    ``select_and_scatter``, which is ~9x slower on CPU and dominated CNN
+    training time. Cells past the last whole window are dropped, as ``valid``
+    pooling does.
+    """
+    batch, channels = x.shape[0], x.shape[-1]
+    outs = [n // k for n, k in zip(x.shape[1:-1], self.pool_size)]
+    x = x[(slice(None),) + tuple(slice(0, o * k) for o, k in zip(outs, self.pool_size))]
+    shape = [batch]
+    for o, k in zip(outs, self.pool_size):
+      shape += [o, k]
+    x = x.reshape(shape + [channels])
+    return jnp.max(x, axis=tuple(2 + 2 * i for i in range(len(outs))))
 
 
 def _real_cell_counts(spatial, pool_size, strides, pads) -> np.ndarray:
