@@ -1,0 +1,74 @@
+"""Flags of the study runner (``python -m train``); shared ones are in ``flags.common``.
+
+Every value is checked when the command line is parsed, so a bad flag fails
+with a clear message and a non-zero exit before any data is read or any model
+is built.
+"""
+
+from absl import flags
+
+from train import data as data_lib
+from train import studies
+
+FAMILY = flags.DEFINE_enum(
+    "family", None, [*studies.FAMILIES, studies.ALL],
+    "Model family: cnn (CIFAR-10), rnn / lstm (NusaX-Senti SimpleRNN / LSTM), mlp (MNIST), "
+    "or all (every study of every family; --study must be all).")
+
+STUDY = flags.DEFINE_string(
+    "study", studies.ALL,
+    "Study to run, or 'all' for every study of the family. cnn: "
+    f"{', '.join(studies.CNN.study_names)}; rnn and lstm: "
+    f"{', '.join(studies.LSTM.study_names)}; mlp: {', '.join(studies.MLP.study_names)}.")
+
+SEEDS = flags.DEFINE_integer(
+    "seeds", 3, "Seeds per variant: --seed, --seed+1, ... (tables report mean ± std).",
+    lower_bound=1)
+
+EPOCHS = flags.DEFINE_integer(
+    "epochs", None, "Maximum epochs (default: the family's recipe: cnn 15, rnn/lstm 30, "
+    "mlp 50). EarlyStopping (see --monitor) restores the best epoch's weights.",
+    lower_bound=1)
+
+PATIENCE = flags.DEFINE_integer(
+    "patience", None, "EarlyStopping patience in epochs (default: cnn 3, rnn/lstm/mlp 5).",
+    lower_bound=0)
+
+BATCH_SIZE = flags.DEFINE_integer(
+    "batch_size", None, "Training batch size (default: cnn 64, rnn/lstm 32, mlp 128).",
+    lower_bound=1)
+
+MONITOR = flags.DEFINE_enum(
+    "monitor", None, list(studies.MONITORS),
+    "Validation metric EarlyStopping watches; its best epoch's weights are restored "
+    "(default: the family's recipe: val_accuracy for rnn/lstm, val_loss for cnn/mlp).")
+
+LANG = flags.DEFINE_enum(
+    "lang", "indonesian", list(data_lib.NUSAX_LANGUAGES),
+    "NusaX-Senti language for the rnn/lstm families.")
+
+MAX_TRAIN_ROWS = flags.DEFINE_integer(
+    "max_train_rows", None, "Use at most this many training rows and at most this many "
+    "validation rows (a fixed random subset): for smoke runs and tests.", lower_bound=1)
+
+MAX_TEST_ROWS = flags.DEFINE_integer(
+    "max_test_rows", None, "Use at most this many test rows (a fixed random subset).",
+    lower_bound=1)
+
+EXPORT_DIR = flags.DEFINE_string(
+    "export_dir", None, "Also copy each study's results.md, results.csv, runs.csv and "
+    "loss_curves.png to <export_dir>/<family>/<study>/ (e.g. results).")
+
+flags.mark_flag_as_required("family")
+
+
+@flags.multi_flags_validator(
+    ["family", "study"], message="--study does not name a study of --family")
+def _study_belongs_to_family(values) -> bool:
+  if values["family"] is None:
+    return True  # mark_flag_as_required reports that
+  try:
+    studies.resolve(values["family"], values["study"])
+  except ValueError as e:
+    raise flags.ValidationError(str(e)) from None
+  return True
