@@ -59,6 +59,12 @@ EXPORT_DIR = flags.DEFINE_string(
     "export_dir", None, "Also copy each study's results.md, results.csv, runs.csv and "
     "loss_curves.png to <export_dir>/<family>/<study>/ (e.g. results).")
 
+TRAINER = flags.DEFINE_enum(
+    "trainer", "keras", ["keras", "jax"],
+    "Who trains the models: keras (Keras fit, the reference) or jax (the jaxnets layers "
+    "with optax, train/jax_trainer.py; outputs go to <workdir>/jax and <export_dir>/jax, "
+    "and each trained model is written back to Keras with port.to_keras and checked).")
+
 flags.mark_flag_as_required("family")
 
 

@@ -215,3 +215,22 @@ def test_run_rejects_bad_requests_before_any_work(family, study, settings, messa
   with pytest.raises(runner.ConfigError, match=message):
     runner.run(family, study, tmp_path / "runs", runner.Settings(**settings))
   assert not (tmp_path / "runs").exists()
+
+
+def test_jax_trainer_runs_a_study_and_its_models_round_trip_to_keras(tmp_path, real_data_dir):
+  """--trainer=jax: same study outputs, each JAX-trained model checked via to_keras."""
+  settings = runner.Settings(seeds=1, epochs=2, max_train_rows=120, max_test_rows=60,
+                             data_dir=str(real_data_dir), verbose=0, timing_repeats=1,
+                             trainer="jax")
+  outputs = runner.run("rnn", "direction", tmp_path, settings, log=lambda _: None)
+  study_dir = tmp_path / "jax" / "rnn" / "direction"
+  assert outputs[0].directory == study_dir or str(outputs[0].directory) == str(study_dir)
+  for name in ("results.md", "results.csv", "loss_curves.png"):
+    assert (study_dir / name).stat().st_size > 0
+  records = [json.loads(p.read_text()) for p in study_dir.glob("*/seed*/result.json")]
+  assert len(records) == 2
+  for record in records:
+    assert record["train"]["trainer"] == "jax"
+    assert record["test"]["agreement_pct"] == 100.0
+    assert record["test"]["max_abs_diff"] <= 1e-5
+  assert not list(study_dir.glob("*/.checkpoints-*"))  # cleaned up after success

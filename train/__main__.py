@@ -13,6 +13,8 @@ import os
 import sys
 
 from absl import app
+from absl import flags
+from absl import logging
 
 from flags import common as common_flags
 from flags import train as train_flags
@@ -21,6 +23,9 @@ from flags import train as train_flags
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected positional arguments: {' '.join(argv[1:])}")
+  if not flags.FLAGS["verbosity"].present:
+    # Libraries' INFO logs (orbax's per-checkpoint lines) would bury the progress.
+    logging.set_verbosity(logging.WARNING)
   # Imported after flag parsing: a bad flag fails in a fraction of a second.
   from train import data, runner  # pylint: disable=import-outside-toplevel
 
@@ -30,7 +35,8 @@ def main(argv) -> None:
       batch_size=train_flags.BATCH_SIZE.value, monitor=train_flags.MONITOR.value,
       lang=train_flags.LANG.value,
       max_train_rows=train_flags.MAX_TRAIN_ROWS.value,
-      max_test_rows=train_flags.MAX_TEST_ROWS.value, data_dir=common_flags.DATA_DIR.value)
+      max_test_rows=train_flags.MAX_TEST_ROWS.value, data_dir=common_flags.DATA_DIR.value,
+      trainer=train_flags.TRAINER.value)
   try:
     outputs = runner.run(train_flags.FAMILY.value, train_flags.STUDY.value,
                          common_flags.WORKDIR.value, settings,

@@ -48,9 +48,11 @@ class TrainConfig:
     batch_size: rows per step; the last partial batch is padded with
       zero-weight rows so every step has one compiled shape.
     epochs: maximum number of epochs.
-    patience: early stopping on validation loss after this many epochs without
-      improvement (``None``: train all epochs).
+    patience: early stopping after this many epochs without improvement of
+      ``monitor`` (``None``: train all epochs).
     restore_best: with early stopping, return the best epoch's parameters.
+    monitor: ``"val_loss"`` (lower is better) or ``"val_accuracy"`` (higher),
+      as Keras's ``EarlyStopping(monitor=...)``.
     seed: initialisation, shuffling and dropout.
   """
 
@@ -61,8 +63,11 @@ class TrainConfig:
   patience: int | None = None
   restore_best: bool = True
   seed: int = 0
+  monitor: str = "val_loss"
 
   def __post_init__(self):
+    if self.monitor not in ("val_loss", "val_accuracy"):
+      raise ValueError(f"monitor must be 'val_loss' or 'val_accuracy', got {self.monitor!r}")
     if self.optimizer not in ("adam", "sgd"):
       raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
     if self.batch_size < 1 or self.epochs < 1:
@@ -82,6 +87,7 @@ class FitResult:
   best_epoch: int
   train_time: float
   samples_per_second: float
+  epoch_times: list[float] = dataclasses.field(default_factory=list)
 
 
 class TrainState(train_state.TrainState):
@@ -210,7 +216,7 @@ def fit(model: jaxnets.Model, x_train, y_train, x_val, y_val, config: TrainConfi
     params = model.init(jax.random.fold_in(rng, 0))
   state = TrainState.create(apply_fn=train_model.apply, params=params,
                             tx=make_optimizer(config), best_params=params)
-  meta = {"epoch": 0, "best_val_loss": float("inf"), "best_epoch": 0, "wait": 0,
+  meta = {"epoch": 0, "best_score": float("inf"), "best_epoch": 0, "wait": 0,
           "history": {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []},
           "epoch_times": []}
 
@@ -252,8 +258,12 @@ def fit(model: jaxnets.Model, x_train, y_train, x_val, y_val, config: TrainConfi
       history["val_loss"].append(val_loss)
       history["val_accuracy"].append(val_accuracy)
       line += f" - val_loss: {val_loss:.4f} - val_accuracy: {val_accuracy:.4f}"
-      if val_loss < meta["best_val_loss"]:
-        meta.update(best_val_loss=val_loss, best_epoch=epoch, wait=0)
+      # Lower is better for both scores (accuracy enters negated); ties keep
+      # the earlier epoch, as Keras's EarlyStopping does.
+      score = val_loss if config.monitor == "val_loss" else -val_accuracy
+      improved = score < meta["best_score"]
+      if improved:
+        meta.update(best_score=score, best_epoch=epoch, wait=0)
         state = state.replace(best_params=state.params)
       else:
         meta["wait"] += 1
@@ -263,11 +273,13 @@ def fit(model: jaxnets.Model, x_train, y_train, x_val, y_val, config: TrainConfi
     meta["epoch_times"].append(elapsed)
     meta["epoch"] = epoch
     log(f"Epoch {epoch}/{config.epochs} - {elapsed:.1f}s - {line}")
-    stop = config.patience is not None and meta["wait"] > config.patience
+    # Keras's rule: stop once `patience` epochs in a row brought no improvement.
+    stop = (config.patience is not None and has_validation and meta["wait"] > 0
+            and meta["wait"] >= config.patience)
     if manager is not None:
       _save(manager, epoch, state, meta)
     if stop:
-      log(f"early stopping: no val_loss improvement for {config.patience} epochs; "
+      log(f"early stopping: no {config.monitor} improvement for {config.patience} epochs; "
           f"best epoch {meta['best_epoch']}")
       break
     if stop_after_epoch is not None and epoch >= stop_after_epoch:
@@ -284,7 +296,8 @@ def fit(model: jaxnets.Model, x_train, y_train, x_val, y_val, config: TrainConfi
   samples_per_second = len(x_train) / (sum(steady) / len(steady)) if steady else 0.0
   return FitResult(params=jax.tree_util.tree_map(np.asarray, final), history=history,
                    epochs_run=meta["epoch"], best_epoch=meta["best_epoch"],
-                   train_time=float(sum(times)), samples_per_second=samples_per_second)
+                   train_time=float(sum(times)), samples_per_second=samples_per_second,
+                   epoch_times=[float(t) for t in times])
 
 
 def _evaluate(eval_step, params, batches: _Batcher, n: int) -> tuple[float, float]:

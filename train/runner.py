@@ -52,6 +52,9 @@ MNIST_VALIDATION_SPLIT = 0.2
 SUBSAMPLE_SEED = 0  # which rows --max_*_rows keeps; fixed so every run sees the same rows
 
 
+TRAINERS = ("keras", "jax")
+
+
 class PortMismatchError(RuntimeError):
   """The ported model does not reproduce the Keras model's predictions."""
 
@@ -79,6 +82,9 @@ class Settings:
     data_dir: dataset directory (None: ``JAXNETS_DATA_DIR`` / download cache).
     verbose: Keras ``fit`` verbosity (2: one line per epoch, 0: silent).
     timing_repeats: timed inference passes per system (after one warm-up).
+    trainer: ``"keras"`` (Keras ``fit``, the reference) or ``"jax"`` (the
+      jaxnets layers trained by :mod:`train.jax_trainer`; the trained model is
+      turned back into Keras with ``port.to_keras`` and checked the same way).
   """
   seeds: int = 3
   seed: int = 0
@@ -92,6 +98,7 @@ class Settings:
   data_dir: Optional[str] = None
   verbose: int = 2
   timing_repeats: int = 3
+  trainer: str = "keras"
 
   def validate(self) -> None:
     """Raises :class:`ConfigError` naming the first bad value."""
@@ -108,6 +115,8 @@ class Settings:
     if self.monitor is not None and self.monitor not in studies.MONITORS:
       raise ConfigError(f"monitor must be one of {', '.join(studies.MONITORS)}, got "
                        f"{self.monitor!r}")
+    if self.trainer not in TRAINERS:
+      raise ConfigError(f"trainer must be one of {', '.join(TRAINERS)}, got {self.trainer!r}")
     if self.lang not in data_lib.NUSAX_LANGUAGES:
       raise ConfigError(f"unknown NusaX language {self.lang!r}; valid: "
                        f"{', '.join(data_lib.NUSAX_LANGUAGES)}")
@@ -216,12 +225,15 @@ class Job:
 
 
 def run_key(family: studies.Family, config: dict, recipe: studies.Recipe,
-            dataset: Dataset, seed: int) -> str:
+            dataset: Dataset, seed: int, trainer: str = "keras") -> str:
   """Hash of everything that determines a run's numbers."""
-  return studies.config_hash({
+  identity = {
       "family": family.name, "builder": family.builder, "config": config,
       "recipe": dataclasses.asdict(recipe), "data": dataset.identity, "seed": seed,
-      "backend": keras.backend.backend()})
+      "backend": keras.backend.backend()}
+  if trainer != "keras":  # (keras runs keep the keys they had before trainers existed)
+    identity["trainer"] = trainer
+  return studies.config_hash(identity)
 
 
 def versions() -> dict[str, str]:
@@ -272,25 +284,11 @@ def train_and_check(job: Job, dataset: Dataset, settings: Settings) -> dict:
 
   keras.backend.clear_session()
   keras.utils.set_random_seed(job.seed)
-  model = models.compile_model(_build_model(job.family, job.config, dataset),
-                               job.recipe.learning_rate)
-  stopper = keras.callbacks.EarlyStopping(monitor=job.recipe.monitor,
-                                          patience=job.recipe.patience,
-                                          restore_best_weights=True)
-  timer = EpochTimer()
-  fit_start = time.perf_counter()
-  history = model.fit(dataset.x_train, dataset.y_train,
-                      validation_data=(dataset.x_val, dataset.y_val),
-                      epochs=job.recipe.epochs, batch_size=job.recipe.batch_size,
-                      shuffle=True, verbose=settings.verbose, callbacks=[stopper, timer])
-  train_time = time.perf_counter() - fit_start
-  curves = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-  curves["epoch_time_s"] = timer.times
+  if settings.trainer == "jax":
+    model, curves, train_time, epoch_times, best_epoch = _fit_jax(job, dataset, settings)
+  else:
+    model, curves, train_time, epoch_times, best_epoch = _fit_keras(job, dataset, settings)
   val_loss = curves["val_loss"]
-  # The epoch restore_best_weights restored: the first best value of the monitor.
-  watched = np.asarray(curves[job.recipe.monitor])
-  best_epoch = 1 + int(np.argmin(watched) if job.recipe.monitor.endswith("loss")
-                       else np.argmax(watched))
 
   tmp_model = run_dir / ".tmp-model.keras"  # Keras insists on the .keras suffix
   model.save(tmp_model)
@@ -307,7 +305,8 @@ def train_and_check(job: Job, dataset: Dataset, settings: Settings) -> dict:
                 "best_val_loss": float(val_loss[best_epoch - 1]),
                 "stopped_early": len(val_loss) < job.recipe.epochs,
                 "train_time_s": train_time,
-                "mean_epoch_s": float(np.mean(timer.times)) if timer.times else math.nan},
+                "mean_epoch_s": float(np.mean(epoch_times)) if epoch_times else math.nan,
+                "trainer": settings.trainer},
       "test": test, "versions": versions(),
       "wall_time_s": time.perf_counter() - started,
       "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -318,7 +317,70 @@ def train_and_check(job: Job, dataset: Dataset, settings: Settings) -> dict:
     raise PortMismatchError(f"{job.family.name}/{job.study.name}/{job.variant.name} seed "
                             f"{job.seed}: {test_failed} (details in {run_dir / PORT_FAILURE_FILE})")
   _write_json(run_dir / RESULT_FILE, record)
+  if settings.trainer == "jax":
+    shutil.rmtree(_checkpoint_dir(job), ignore_errors=True)
   return record
+
+
+def _fit_keras(job: Job, dataset: Dataset, settings: Settings):
+  """Keras ``fit`` with EarlyStopping (restore best); returns the trained model."""
+  model = models.compile_model(_build_model(job.family, job.config, dataset),
+                               job.recipe.learning_rate)
+  stopper = keras.callbacks.EarlyStopping(monitor=job.recipe.monitor,
+                                          patience=job.recipe.patience,
+                                          restore_best_weights=True)
+  timer = EpochTimer()
+  fit_start = time.perf_counter()
+  history = model.fit(dataset.x_train, dataset.y_train,
+                      validation_data=(dataset.x_val, dataset.y_val),
+                      epochs=job.recipe.epochs, batch_size=job.recipe.batch_size,
+                      shuffle=True, verbose=settings.verbose, callbacks=[stopper, timer])
+  train_time = time.perf_counter() - fit_start
+  curves = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+  curves["epoch_time_s"] = timer.times
+  # The epoch restore_best_weights restored: the first best value of the monitor.
+  watched = np.asarray(curves[job.recipe.monitor])
+  best_epoch = 1 + int(np.argmin(watched) if job.recipe.monitor.endswith("loss")
+                       else np.argmax(watched))
+  return model, curves, train_time, timer.times, best_epoch
+
+
+def _checkpoint_dir(job: Job) -> pathlib.Path:
+  # Beside the run directory, which a restarted run wipes: the checkpoint is
+  # what lets a killed JAX run resume mid-training.
+  return job.run_dir.parent / f".checkpoints-{job.run_dir.name}"
+
+
+def _fit_jax(job: Job, dataset: Dataset, settings: Settings):
+  """The same architecture trained by the JAX trainer, returned as a Keras model.
+
+  The Keras builder gives the architecture (and the adapted TextVectorization);
+  ``port.load`` turns it into jaxnets layers, which are re-initialised with
+  Keras's default initialisers and trained with optax Adam. ``port.to_keras``
+  writes the result back into a Keras model, which is then saved and checked
+  exactly like a Keras-trained one.
+  """
+  import jaxnets  # pylint: disable=import-outside-toplevel
+  from train import jax_trainer  # pylint: disable=import-outside-toplevel
+
+  architecture = port.load(_build_model(job.family, job.config, dataset))
+  config = jax_trainer.TrainConfig(
+      optimizer="adam", learning_rate=job.recipe.learning_rate,
+      batch_size=job.recipe.batch_size, epochs=job.recipe.epochs,
+      patience=job.recipe.patience, monitor=job.recipe.monitor, seed=job.seed)
+  log = (lambda line: print(line, flush=True)) if settings.verbose else (lambda line: None)
+  fit_start = time.perf_counter()
+  result = jax_trainer.fit(architecture, dataset.x_train, dataset.y_train, dataset.x_val,
+                           dataset.y_val, config, checkpoint_dir=str(_checkpoint_dir(job)),
+                           log=log)
+  train_time = time.perf_counter() - fit_start
+  trained = jaxnets.Model(architecture.layers, result.params,
+                          input_shape=architecture.input_shape,
+                          input_dtype=architecture.input_dtype,
+                          preprocessor=architecture.preprocessor, name=architecture.name)
+  curves = {k: [float(v) for v in vals] for k, vals in result.history.items()}
+  curves["epoch_time_s"] = list(result.epoch_times)
+  return port.to_keras(trained), curves, train_time, result.epoch_times, result.best_epoch
 
 
 def port_check(keras_model, model_path: pathlib.Path, dataset: Dataset,
@@ -452,7 +514,7 @@ def _jobs(family, study, settings, dataset, workdir) -> list[Job]:
     for si in range(settings.seeds):
       seed = settings.seed + si
       jobs.append(Job(family, study, variant, vi, si, seed, config, recipe,
-                      run_key(family, config, recipe, dataset, seed),
+                      run_key(family, config, recipe, dataset, seed, settings.trainer),
                       workdir / family.name / study.name / variant.name / f"seed{seed}"))
   return jobs
 
@@ -501,6 +563,8 @@ def _extra_flags(family, settings) -> str:
       flags.append(f"--{name}={value}")
   if family.dataset == "nusax" and settings.lang != "indonesian":
     flags.append(f"--lang={settings.lang}")
+  if settings.trainer != "keras":
+    flags.append(f"--trainer={settings.trainer}")
   return "".join(" " + f for f in flags)
 
 
@@ -550,6 +614,11 @@ def run(family_name: str, study_name: str, workdir: os.PathLike,
     raise ConfigError(str(e)) from None
   settings.validate()
   workdir = pathlib.Path(workdir).resolve()
+  if settings.trainer != "keras":
+    # Each trainer has its own tree, so Keras and JAX studies sit side by side.
+    workdir = workdir / settings.trainer
+    if export_dir is not None:
+      export_dir = pathlib.Path(export_dir) / settings.trainer
 
   backend = keras.backend.backend()
   if backend != "tensorflow" and any(f.dataset == "nusax" for f, _ in pairs):
