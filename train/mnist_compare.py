@@ -89,29 +89,10 @@ def _split(recipe: Recipe, x, y):
   return x[:cut], y[:cut], x[cut:], y[cut:]
 
 
-def _EpochTimer():  # pylint: disable=invalid-name
-  """A Keras callback timing each epoch (built lazily: keras imports slowly)."""
-  import keras  # pylint: disable=import-outside-toplevel
-
-  class EpochTimer(keras.callbacks.Callback):
-    """Epoch wall times; throughput measured like the JAX trainer's."""
-
-    def __init__(self):
-      super().__init__()
-      self.times, self._start = [], 0.0
-
-    def on_epoch_begin(self, epoch, logs=None):
-      self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-      self.times.append(time.perf_counter() - self._start)
-
-    def samples_per_second(self, rows: int) -> float:
-      # Steady state: the first epoch includes tracing/compilation.
-      steady = self.times[1:] or self.times
-      return rows / (sum(steady) / len(steady))
-
-  return EpochTimer()
+def _steady_samples_per_second(epoch_times: list[float], rows: int) -> float:
+  """Rows per second over the epochs after the first (which includes compilation)."""
+  steady = epoch_times[1:] or epoch_times
+  return rows / (sum(steady) / len(steady))
 
 
 def train_keras(recipe: Recipe, x, y, epochs: int, seed: int) -> dict:
@@ -123,7 +104,8 @@ def train_keras(recipe: Recipe, x, y, epochs: int, seed: int) -> dict:
   model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
                 metrics=["accuracy"])
   x_train, y_train, x_val, y_val = _split(recipe, x, y)
-  timer = _EpochTimer()
+  from train import runner  # pylint: disable=import-outside-toplevel
+  timer = runner.EpochTimer()
   callbacks = [timer]
   if recipe.patience is not None:
     callbacks.append(keras.callbacks.EarlyStopping(
@@ -136,7 +118,7 @@ def train_keras(recipe: Recipe, x, y, epochs: int, seed: int) -> dict:
   hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
   epochs_run = len(hist["loss"])
   return {"model": model, "history": hist, "epochs_run": epochs_run, "train_time": train_time,
-          "samples_per_second": timer.samples_per_second(len(x_train))}
+          "samples_per_second": _steady_samples_per_second(timer.times, len(x_train))}
 
 
 def train_jax(recipe: Recipe, x, y, epochs: int, seed: int) -> dict:
