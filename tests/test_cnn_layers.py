@@ -236,3 +236,16 @@ def test_unknown_conv_option_is_rejected_naming_it():
   model = keras.Sequential([keras.Input((8, 8, 3)), layer])
   with pytest.raises(port.UnsupportedLayerError, match=r"'odd_conv'.*padding='full'"):
     port.load(model)
+
+
+@pytest.mark.parametrize("shape,pool,padding", [((2, 8, 6, 3), (2, 2), "valid"),
+                                                ((2, 9, 7, 3), (2, 2), "valid"),
+                                                ((2, 9, 9, 2), (3, 3), "valid"),
+                                                ((2, 8, 8, 1), (2, 4), "same")])
+def test_training_max_pool_equals_inference_max_pool(shape, pool, padding):
+  """The tiled reshape-max used in training (cheap gradient) = reduce_window."""
+  layer = jpooling.MaxPooling2D(name="pool", pool_size=pool, padding=padding)
+  x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+  inference, _ = layer.apply({}, x)
+  training, _ = layer.apply({}, x, training=True, rng=None)
+  np.testing.assert_array_equal(np.asarray(training), np.asarray(inference))
