@@ -148,7 +148,7 @@ def tiny_results():
       tiny=True, log=lambda line: None)
   saved = dict(bench.REQUIRED_PACKAGES)
   # Pretend one peer is not installed: it must be reported, not fail the run.
-  bench.REQUIRED_PACKAGES["tf2jax"] = ("tf2jax", "jaxnets_bench_no_such_package")
+  bench.REQUIRED_PACKAGES["tf2jax"] = ("jaxnets_bench_no_such_package",)
   try:
     return bench.run(settings, command="pytest")
   finally:
