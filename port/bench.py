@@ -527,7 +527,7 @@ def _accelerator_peak_mb() -> Optional[float]:
 
 
 # ------------------------------------------------------------------ models
-def _randomize(model, seed: int) -> None:
+def randomize_weights(model, seed: int) -> None:
   """Seeded normal weights scaled by 1/sqrt(fan_in): realistic activations."""
   rng = np.random.default_rng(seed)
   for variable in model.weights:
@@ -613,7 +613,7 @@ def build_keras(name: str, settings: Settings, data_dir: Optional[str]):
       units = (8,) if tiny else (64, 64)
       model = models.build_text(vectorizer, cell="lstm" if name == "lstm" else "simple_rnn",
                                 units=units, embedding_dim=8 if tiny else 64, name=name)
-    _randomize(model, settings.seed)
+    randomize_weights(model, settings.seed)
     weights = f"seeded random (seed {settings.seed})"
     if settings.workdir:
       weights += f"; no trained model under {settings.workdir}"

@@ -35,6 +35,7 @@ from absl import app  # pylint: disable=wrong-import-position
 from absl import flags as absl_flags  # pylint: disable=wrong-import-position
 
 from flags import common as common_flags  # pylint: disable=wrong-import-position
+from port import bench  # pylint: disable=wrong-import-position
 
 _MODELS = absl_flags.DEFINE_multi_enum(
     "models", ["cnn", "mlp"], ["cnn", "mlp"], "Models to time (repeat the flag for several).")
@@ -64,7 +65,7 @@ def build_cnn(seed: int):
   for layer in (layers.Flatten(), layers.Dense(128, activation="relu"), layers.Dropout(0.5),
                 layers.Dense(10, activation="softmax")):
     model.add(layer)
-  _randomize(model, seed)
+  bench.randomize_weights(model, seed)
   return model
 
 
@@ -76,17 +77,8 @@ def build_mlp(seed: int):
       keras.Input((784,)), layers.Dense(256, activation="relu"), layers.Dropout(0.3),
       layers.Dense(128, activation="relu"), layers.Dropout(0.3),
       layers.Dense(10, activation="softmax")], name="mnist_mlp")
-  _randomize(model, seed)
+  bench.randomize_weights(model, seed)
   return model
-
-
-def _randomize(model, seed: int) -> None:
-  # Glorot-like scale keeps activations in a realistic range (no saturated softmax).
-  rng = np.random.default_rng(seed)
-  for variable in model.weights:
-    shape = tuple(variable.shape)
-    fan_in = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
-    variable.assign(rng.normal(0.0, 1.0 / np.sqrt(fan_in), shape).astype(np.float32))
 
 
 def inputs(name: str, rows: int, seed: int, data_dir: str | None) -> tuple[np.ndarray, str]:

@@ -33,14 +33,6 @@ def _int_tuple(cfg: registry.ConfigReader, key: str, rank: int, default=None) ->
   return value
 
 
-def _conv_weights(keras_layer, built):
-  weights = registry.named_weights(keras_layer)
-  params = {"kernel": weights["kernel"]}
-  if built[0].use_bias:
-    params["bias"] = weights["bias"]
-  return {built[0].name: params}
-
-
 def _conv(cfg: registry.ConfigReader, layer_class, rank: int):
   cfg.dtype()
   _data_format(cfg)
@@ -61,12 +53,12 @@ def _conv(cfg: registry.ConfigReader, layer_class, rank: int):
                       use_bias=bool(cfg.get("use_bias", True)))]
 
 
-@registry.register("Conv1D", weights=_conv_weights)
+@registry.register("Conv1D", weights=core_converters.kernel_and_bias_weights)
 def conv1d(cfg):
   return _conv(cfg, conv.Conv1D, rank=1)
 
 
-@registry.register("Conv2D", weights=_conv_weights)
+@registry.register("Conv2D", weights=core_converters.kernel_and_bias_weights)
 def conv2d(cfg):
   return _conv(cfg, conv.Conv2D, rank=2)
 

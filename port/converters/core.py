@@ -21,7 +21,8 @@ def activation_name(cfg: registry.ConfigReader, key: str = "activation") -> str:
   return value
 
 
-def _dense_weights(keras_layer, built):
+def kernel_and_bias_weights(keras_layer, built):
+  """``kernel`` (and ``bias`` when used) of a single-layer conversion, as Keras names them."""
   weights = registry.named_weights(keras_layer)
   params = {"kernel": weights["kernel"]}
   if built[0].use_bias:
@@ -29,7 +30,7 @@ def _dense_weights(keras_layer, built):
   return {built[0].name: params}
 
 
-@registry.register("Dense", weights=_dense_weights)
+@registry.register("Dense", weights=kernel_and_bias_weights)
 def dense(cfg):
   cfg.dtype()
   cfg.expect("quantization_config", None)
