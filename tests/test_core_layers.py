@@ -64,3 +64,14 @@ def test_unsupported_options_are_listed_all_at_once():
   assert "noise_shape" in problems[0][2]
   with pytest.raises(port.UnsupportedLayerError, match=r"(?s)'drop'.*noise_shape.*'custom'"):
     port.load(model)
+
+
+def test_nested_sequential_is_flattened():
+  inner = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, activation="relu"),
+                            keras.layers.Dense(4)], name="inner")
+  outer = keras.Sequential([keras.Input((6,)), inner,
+                            keras.layers.Dense(3, activation="softmax")])
+  parity.randomize_weights(outer, seed=6)
+  x = np.random.default_rng(6).normal(size=(7, 6)).astype(np.float32)
+  model = parity.assert_matches_keras(outer, x)
+  assert len(model.layers) == 3
