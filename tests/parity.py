@@ -42,3 +42,32 @@ def assert_matches_keras(keras_model, x, *, atol: float = ATOL, classifier: bool
     if classifier and expected.ndim == 2 and expected.shape[-1] > 1:
       np.testing.assert_array_equal(got.argmax(-1), expected.argmax(-1), err_msg=label)
   return model
+
+
+def predict_saved_without_tensorflow(model_dir, texts, work_dir, batch_size: int = 256):
+  """``jaxnets.load(model_dir).predict(texts)`` in a fresh process where any
+  import of TensorFlow or Keras fails; also asserts neither got imported."""
+  import os  # pylint: disable=import-outside-toplevel
+  import pathlib  # pylint: disable=import-outside-toplevel
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  import textwrap  # pylint: disable=import-outside-toplevel
+
+  work_dir = pathlib.Path(work_dir)
+  repo_root = pathlib.Path(__file__).resolve().parent.parent
+  np.save(work_dir / "texts.npy", np.asarray(list(texts), dtype=object), allow_pickle=True)
+  script = textwrap.dedent(f"""
+      import sys
+      sys.modules["tensorflow"] = None  # any import of TF or Keras now fails
+      sys.modules["keras"] = None
+      import numpy as np
+      import jaxnets
+      model = jaxnets.load({str(model_dir)!r})
+      texts = np.load({str(work_dir / "texts.npy")!r}, allow_pickle=True).tolist()
+      np.save({str(work_dir / "got.npy")!r}, model.predict(texts, batch_size={batch_size}))
+      assert not any(m.startswith(("tensorflow", "keras")) for m in sys.modules
+                     if sys.modules[m] is not None)
+  """)
+  env = dict(os.environ, PYTHONPATH=str(repo_root))
+  subprocess.run([sys.executable, "-c", script], check=True, env=env, cwd=work_dir)
+  return np.load(work_dir / "got.npy")

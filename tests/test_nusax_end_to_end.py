@@ -5,10 +5,6 @@ fed as raw strings -- then saved and reloaded with TensorFlow blocked.
 Needs the real data (``JAXNETS_DATA_DIR``); skipped without it.
 """
 
-import os
-import subprocess
-import sys
-import textwrap
 
 import keras
 import numpy as np
@@ -17,7 +13,7 @@ from sklearn.metrics import f1_score
 
 import jaxnets
 import port
-from tests.conftest import REPO_ROOT
+from tests import parity
 
 L = keras.layers
 ATOL = 1e-5
@@ -68,20 +64,8 @@ def test_saved_port_runs_on_raw_strings_without_tensorflow(nusax, trained, tmp_p
   texts = list(nusax.test_texts)
   expected = trained.predict(np.asarray(texts, dtype=object), batch_size=64, verbose=0)
   port.load(trained).save(tmp_path / "model")
-  np.save(tmp_path / "texts.npy", np.asarray(texts, dtype=object), allow_pickle=True)
-  script = textwrap.dedent(f"""
-      import sys
-      sys.modules["tensorflow"] = None  # any import of TF or Keras now fails
-      sys.modules["keras"] = None
-      import numpy as np
-      import jaxnets
-      model = jaxnets.load({str(tmp_path / "model")!r})
-      texts = np.load({str(tmp_path / "texts.npy")!r}, allow_pickle=True).tolist()
-      np.save({str(tmp_path / "got.npy")!r}, model.predict(texts, batch_size=128))
-  """)
-  env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-  subprocess.run([sys.executable, "-c", script], check=True, env=env, cwd=tmp_path)
-  got = np.load(tmp_path / "got.npy")
+  got = parity.predict_saved_without_tensorflow(tmp_path / "model", texts, tmp_path,
+                                                  batch_size=128)
   assert float(np.max(np.abs(got - expected))) <= ATOL
   np.testing.assert_array_equal(got.argmax(-1), expected.argmax(-1))
   assert isinstance(jaxnets.load(tmp_path / "model").preprocessor, jaxnets.text.TextVectorizer)

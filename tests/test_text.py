@@ -2,10 +2,6 @@
 text model takes raw strings, saves and loads without TensorFlow."""
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import keras
 import numpy as np
@@ -16,7 +12,6 @@ import port
 from jaxnets import text
 from port import api
 from tests import parity
-from tests.conftest import REPO_ROOT
 
 L = keras.layers
 
@@ -189,20 +184,6 @@ def test_saved_text_model_runs_without_tensorflow(tmp_path):
   texts = TRICKY + CORPUS
   expected = np.asarray(keras_model(np.asarray(texts, dtype=object)))
   port.load(keras_model).save(tmp_path / "model")
-  np.save(tmp_path / "texts.npy", np.asarray(texts, dtype=object), allow_pickle=True)
-  script = textwrap.dedent(f"""
-      import sys
-      sys.modules["tensorflow"] = None  # any import of TF or Keras now fails
-      sys.modules["keras"] = None
-      import numpy as np
-      import jaxnets
-      model = jaxnets.load({str(tmp_path / "model")!r})
-      texts = np.load({str(tmp_path / "texts.npy")!r}, allow_pickle=True).tolist()
-      np.save({str(tmp_path / "got.npy")!r}, model.predict(texts))
-      assert not any(m.startswith(("tensorflow", "keras")) for m in sys.modules
-                     if sys.modules[m] is not None)
-  """)
-  env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-  subprocess.run([sys.executable, "-c", script], check=True, env=env, cwd=tmp_path)
-  got = np.load(tmp_path / "got.npy")
+  got = parity.predict_saved_without_tensorflow(tmp_path / "model", texts, tmp_path,
+                                                  batch_size=256)
   assert np.max(np.abs(got - expected)) <= parity.ATOL
