@@ -125,6 +125,10 @@ CNN = Family(
             _v("max"),
             _v("avg", pooling="avg"),
         )),
+        # Nothing varies: the base config alone, for its seed-to-seed spread and
+        # for comparing the two trainers (--trainer) without training every
+        # variant. Its runs are the same runs as the studies' base variants.
+        Study("base", "nothing (the base config alone)", (_v("32-64-128"),)),
     ))
 
 

@@ -46,7 +46,10 @@ from jaxnets.layers import initializers
 # (measured on the 2-core AMD EPYC dev machine: 16-32 Ki floats per block run a
 # 2-layer BiLSTM-64 about 1.7x faster than one 256-row block, 64 Ki+ no faster).
 ROW_BLOCK_FLOATS = 16 * 1024
-# On CPU, steps where every row of a block is padding skip the cell.
+# On CPU, steps where every row of a block is padding skip the cell -- at
+# inference only: under jax.grad the per-step cond made a BiLSTM train step
+# 1.4x slower than computing (and masking) every step, and the JAX trainer's
+# batches are already trimmed to their longest row.
 SKIP_PADDED_STEPS = True
 
 
@@ -104,7 +107,7 @@ class _Recurrent(base.Layer):
 
   def apply(self, params, x, mask=None, *, training=False, rng=None):
     self._check_training(training)
-    last, seq = _run(self, [params], x, mask, [self.go_backwards])
+    last, seq = _run(self, [params], x, mask, [self.go_backwards], training=training)
     if self.return_sequences:
       # Keras returns a backwards layer's sequence in reading order, i.e.
       # reversed in time, and (RNN.compute_mask) the input mask unchanged.
@@ -245,7 +248,7 @@ class GRU(_Recurrent):
     return jnp.zeros(shape, jnp.float32)
 
 
-def _run(cell: _Recurrent, params_list, x, mask, backwards):
+def _run(cell: _Recurrent, params_list, x, mask, backwards, *, training=False):
   """Runs ``len(params_list)`` directions of ``cell`` over ``x``.
 
   Args:
@@ -254,6 +257,7 @@ def _run(cell: _Recurrent, params_list, x, mask, backwards):
     x: ``(batch, time, in)`` inputs.
     mask: ``(batch, time)`` bool or None.
     backwards: per direction, whether it reads the steps last to first.
+    training: whether gradients will be taken (then no step is skipped).
 
   Returns:
     ``(last, seq)``: per direction, the last output ``(batch, units)`` and,
@@ -269,7 +273,7 @@ def _run(cell: _Recurrent, params_list, x, mask, backwards):
   batch = x.shape[0]
   block = _row_block(cell.gates * cell.units * len(params_list), batch)
   if block >= batch:
-    return _run_rows(cell, params_list, x, mask, backwards)
+    return _run_rows(cell, params_list, x, mask, backwards, training)
   blocks = -(-batch // block)
   pad = blocks * block - batch
   if pad:  # padded rows are masked out (or, without a mask, simply dropped)
@@ -278,7 +282,7 @@ def _run(cell: _Recurrent, params_list, x, mask, backwards):
       mask = jnp.concatenate([mask, jnp.zeros((pad,) + mask.shape[1:], mask.dtype)])
   split = lambda a: a.reshape((blocks, block) + a.shape[1:])
   last, seq = lax.map(
-      lambda args: _run_rows(cell, params_list, args[0], args[1], backwards),
+      lambda args: _run_rows(cell, params_list, args[0], args[1], backwards, training),
       (split(x), None if mask is None else split(mask)))
   join = lambda a: jnp.moveaxis(a, 0, 1).reshape(
       (a.shape[1], blocks * block) + a.shape[3:])[:, :batch]
@@ -294,7 +298,7 @@ def _row_block(floats_per_row: int, batch: int) -> int:
   return max(16, 1 << (rows.bit_length() - 1))  # a power of two, like batch sizes
 
 
-def _run_rows(cell: _Recurrent, params_list, x, mask, backwards):
+def _run_rows(cell: _Recurrent, params_list, x, mask, backwards, training):
   """``_run`` on one block of rows; see there for arguments and results.
 
   Keras reads a backwards direction from the last padded step, so it first
@@ -332,7 +336,7 @@ def _run_rows(cell: _Recurrent, params_list, x, mask, backwards):
       reverse = _reverse_index(lengths, time)
     identity = jnp.broadcast_to(time, (batch, steps))
     index = jnp.stack([reverse if back else identity for back in backwards], axis=-1)
-    xp = jnp.take_along_axis(xp, index[..., None], axis=1)
+    xp = _reorder_steps(xp, index[..., None])
     if mask is not None:
       mask = jnp.take_along_axis(mask[:, :, None], index, axis=1)  # (B, T, D)
   elif mask is not None:
@@ -358,7 +362,7 @@ def _run_rows(cell: _Recurrent, params_list, x, mask, backwards):
     # (the JAX trainer) flow; accelerators run every step instead, as a
     # per-step branch would cost them a host round trip.
     stop = jnp.max(lengths, initial=0)
-    skip_padding = SKIP_PADDED_STEPS and jax.default_backend() == "cpu"
+    skip_padding = SKIP_PADDED_STEPS and not training and jax.default_backend() == "cpu"
 
     def compute(state, xp_t, m_t):
       keep = m_t[..., None]
@@ -409,7 +413,7 @@ def _run_rows(cell: _Recurrent, params_list, x, mask, backwards):
           # outputs before its first real step: zeros.
           index = (jnp.broadcast_to(steps - 1 - time, (batch, steps)) if lengths is None
                    else _reverse_index(lengths, time))
-          y = jnp.take_along_axis(y, index[..., None], axis=1)
+          y = _reorder_steps(y, index[..., None])
           if lengths is not None:
             y = jnp.where((time[None] < lengths[:, None])[..., None], y,
                           jnp.zeros((), y.dtype))
@@ -426,6 +430,29 @@ def _keras_order(seq, reversed_in_time: bool):
 def _reverse_index(lengths, time):
   """``index[b, t]``: reverse each row's first ``lengths[b]`` steps, keep the rest."""
   return jnp.where(time[None] < lengths[:, None], lengths[:, None] - 1 - time[None], time[None])
+
+
+@jax.custom_vjp
+def _reorder_steps(a, index):
+  """``a[b, index[b, t, ...], ...]`` along axis 1, for an ``index`` that is its own inverse.
+
+  Every reordering here (a row's first ``length`` steps reversed, the rest
+  kept; or no change) undoes itself, so the gradient is the same gather again
+  instead of the scatter-add JAX would emit for ``take_along_axis`` -- XLA's
+  CPU scatter runs serially and was the slowest op of a BiLSTM train step.
+  """
+  return jnp.take_along_axis(a, index, axis=1)
+
+
+def _reorder_steps_fwd(a, index):
+  return _reorder_steps(a, index), index
+
+
+def _reorder_steps_bwd(index, cotangent):
+  return jnp.take_along_axis(cotangent, index, axis=1), None
+
+
+_reorder_steps.defvjp(_reorder_steps_fwd, _reorder_steps_bwd)
 
 
 _MERGES = {
@@ -488,7 +515,8 @@ class Bidirectional(base.Layer):
     bwd._check_training(training)  # pylint: disable=protected-access
     p_fwd, p_bwd = params["forward_layer"], params["backward_layer"]
     if self._fusable():
-      last, seq = _run(fwd, [p_fwd, p_bwd], x, mask, [fwd.go_backwards, bwd.go_backwards])
+      last, seq = _run(fwd, [p_fwd, p_bwd], x, mask, [fwd.go_backwards, bwd.go_backwards],
+                       training=training)
       if self.return_sequences:
         # Keras flips the backward layer's output (its reading order) back to
         # time order; seq already is in time order, so flip only if it is not.
