@@ -154,6 +154,10 @@ def test_base_variant_is_shared_between_studies(cnn_reference, real_data_dir, mo
   record = json.loads((output.directory / "3-3-3" / "seed0" / "result.json").read_text())
   assert record["reused_from"] == os.path.join("cnn", "pooling", "max", "seed0")
   _check_study_outputs(output, "cnn", "kernels", seeds=1)
+  # The "base" study is the base config alone: nothing new to train.
+  [base] = runner.run("cnn", "base", workdir, settings)
+  assert trained == ["5-5-5", "3-5-7"]
+  _check_study_outputs(base, "cnn", "base", seeds=1)
 
 
 def test_other_settings_in_the_same_workdir_are_refused(cnn_reference, real_data_dir):
