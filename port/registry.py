@@ -11,11 +11,14 @@ any weights are touched:
 - ``weights(keras_layer, built) -> {jaxnets_layer_name: params}``: copies the
   trained weights into the parameter layout of the layers ``build`` returned.
 
-Adding support for a layer class = registering one converter (tf2jax's habit).
+Everything about one layer is registered together, in one ``LayerRecord`` per
+jaxnets layer class: the converter above, its inverse for ``port.to_keras`` and
+its FLOP count for the benchmark. Adding support for a layer class = registering
+one record (tf2jax's habit); registering a class twice raises.
 """
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -103,35 +106,99 @@ class ConfigReader:
       raise self.error(f"option(s) not handled by the jaxnets converter: {shown}")
 
 
-@dataclasses.dataclass(frozen=True)
-class Converter:
-  build: Callable[[ConfigReader], list]
-  weights: Callable[[Any, list], dict[str, Any]]
-
-
-_CONVERTERS: dict[str, Converter] = {}
-
-
-def register(*class_names: str, weights: Callable | None = None):
-  """Decorator registering ``build`` (and ``weights``) for Keras class names."""
-  def decorator(build):
-    for name in class_names:
-      _CONVERTERS[name] = Converter(build, weights or no_weights)
-    return build
-  return decorator
-
-
-def converter_for(class_name: str) -> Converter | None:
-  return _CONVERTERS.get(class_name)
-
-
-def supported_classes() -> tuple[str, ...]:
-  return tuple(sorted(_CONVERTERS))
+Shape = tuple[int, ...]
 
 
 def no_weights(keras_layer, built) -> dict[str, Any]:
   del keras_layer, built
   return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Converter:
+  """The Keras -> jaxnets half of a record, for one Keras class name."""
+
+  build: Callable[[ConfigReader], list]
+  weights: Callable[[Any, list], dict[str, Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerRecord:
+  """Everything the project knows about one jaxnets layer class and its Keras class.
+
+  Attributes:
+    layer: the jaxnets layer class (or host-side preprocessor class) this record covers.
+    keras_class: the Keras class name ``build`` reads and ``to_keras`` writes.
+    build: ``ConfigReader -> [layer]``, the converter (see the module docstring).
+    to_keras: ``(keras module, layer) -> Keras layer``, the converter's inverse; the
+      weights are written afterwards by their Keras names (``port.to_keras``).
+    flops: ``(layer, input shape, output shape) -> FLOPs`` for ONE example (shapes
+      without the batch axis), by the convention in ``bench/flops.py``.
+    weights: ``(keras layer, built layers) -> {layer name: params}``.
+    also_from: further Keras class names that convert to the same jaxnets layer,
+      each with its own ``build`` (e.g. ``LeakyReLU`` -> ``ReLU``); ``to_keras``
+      always writes ``keras_class``.
+  """
+
+  layer: type
+  keras_class: str
+  build: Callable[[ConfigReader], list]
+  to_keras: Callable[[Any, Any], Any]
+  flops: Callable[[Any, Shape, Shape], int]
+  weights: Callable[[Any, list], dict[str, Any]] = no_weights
+  also_from: Mapping[str, Callable[[ConfigReader], list]] = dataclasses.field(
+      default_factory=dict)
+
+  def __post_init__(self):
+    for part in ("build", "to_keras", "flops", "weights"):
+      if not callable(getattr(self, part)):
+        raise TypeError(f"record for {self.layer.__name__}: {part} must be callable")
+
+
+# Keras class name -> converter, and jaxnets layer class -> record.
+_CONVERTERS: dict[str, Converter] = {}
+_RECORDS: dict[type, LayerRecord] = {}
+
+
+def register(record: LayerRecord) -> LayerRecord:
+  """Registers ``record``; a Keras class or jaxnets layer registered twice raises."""
+  if record.layer in _RECORDS:
+    raise ValueError(f"jaxnets layer class {record.layer.__name__} already has a record")
+  converters = {record.keras_class: record.build, **record.also_from}
+  taken = sorted(set(converters) & set(_CONVERTERS))
+  if taken:
+    raise ValueError(f"Keras class(es) {', '.join(taken)} already have a converter")
+  _RECORDS[record.layer] = record
+  for name, build in converters.items():
+    _CONVERTERS[name] = Converter(build, record.weights)
+  return record
+
+
+def converter_for(class_name: str) -> Converter | None:
+  """The converter for a Keras class name, or ``None`` when there is none."""
+  return _CONVERTERS.get(class_name)
+
+
+def record_for(layer_class: type) -> LayerRecord:
+  """The record of a jaxnets layer class; ``KeyError`` naming it when there is none."""
+  try:
+    return _RECORDS[layer_class]
+  except KeyError:
+    raise KeyError(f"no port record for jaxnets layer class {layer_class.__name__} "
+                   "(register one in port/converters)") from None
+
+
+def records() -> tuple[LayerRecord, ...]:
+  return tuple(_RECORDS.values())
+
+
+def layer_classes() -> frozenset[type]:
+  """The jaxnets layer classes that have a record."""
+  return frozenset(_RECORDS)
+
+
+def supported_classes() -> tuple[str, ...]:
+  return tuple(sorted(_CONVERTERS))
 
 
 def named_weights(keras_layer) -> dict[str, np.ndarray]:

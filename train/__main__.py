@@ -5,8 +5,10 @@
     python -m train --family=mlp --seeds=1             # seed 000's MNIST recipe
     python -m train --family=cnn --study=pooling --epochs=15 --export_dir=results
 
-Flags are defined in ``flags/train.py`` and ``flags/common.py``; this module only
-parses them and calls :func:`train.runner.run`. Re-running a command resumes it.
+Flags are defined in ``flags/train.py`` and ``flags/common.py``; this module checks
+their values against the studies and datasets that define them (at parse time,
+before any work), then calls :func:`train.runner.run`. Re-running a command
+resumes it.
 """
 
 import os
@@ -18,6 +20,35 @@ from absl import logging
 
 from flags import common as common_flags
 from flags import train as train_flags
+from train import data as data_lib
+from train import studies
+
+
+def _one_of(allowed):
+  allowed = tuple(allowed)
+
+  def check(value) -> bool:
+    if value is not None and value not in allowed:
+      raise flags.ValidationError(f"value should be one of {', '.join(allowed)}")
+    return True
+  return check
+
+
+flags.register_validator(train_flags.FAMILY, _one_of([*studies.FAMILIES, studies.ALL]))
+flags.register_validator(train_flags.MONITOR, _one_of(studies.MONITORS))
+flags.register_validator(train_flags.LANG, _one_of(data_lib.NUSAX_LANGUAGES))
+
+
+@flags.multi_flags_validator(
+    ["family", "study"], message="--study does not name a study of --family")
+def _study_belongs_to_family(values) -> bool:
+  if values["family"] not in (*studies.FAMILIES, studies.ALL):
+    return True  # reported by the --family checks
+  try:
+    studies.resolve(values["family"], values["study"])
+  except ValueError as e:
+    raise flags.ValidationError(str(e)) from None
+  return True
 
 
 def main(argv) -> None:
@@ -26,8 +57,9 @@ def main(argv) -> None:
   if not flags.FLAGS["verbosity"].present:
     # Libraries' INFO logs (orbax's per-checkpoint lines) would bury the progress.
     logging.set_verbosity(logging.WARNING)
-  # Imported after flag parsing: a bad flag fails in a fraction of a second.
-  from train import data, runner  # pylint: disable=import-outside-toplevel
+  # Imported after flag parsing (not to dodge a cycle): the runner pulls in
+  # Keras and TensorFlow, and a bad flag should fail in a fraction of a second.
+  from train import runner  # pylint: disable=import-outside-toplevel
 
   settings = runner.Settings(
       seeds=train_flags.SEEDS.value, seed=common_flags.SEED.value,
@@ -41,7 +73,7 @@ def main(argv) -> None:
     outputs = runner.run(train_flags.FAMILY.value, train_flags.STUDY.value,
                          common_flags.WORKDIR.value, settings,
                          export_dir=train_flags.EXPORT_DIR.value)
-  except (data.DataError, runner.ConfigError, runner.SettingsMismatchError) as e:
+  except (data_lib.DataError, runner.ConfigError, runner.SettingsMismatchError) as e:
     sys.exit(f"error: {e}")
   print("\nResults (tables: results.md / results.csv, figure: loss_curves.png):")
   for out in outputs:

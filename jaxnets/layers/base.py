@@ -29,9 +29,22 @@ _REGISTRY: dict[str, type["Layer"]] = {}
 
 
 def register(cls):
-  """Class decorator: makes ``cls`` rebuildable by name from a saved config."""
+  """Class decorator: makes ``cls`` rebuildable by name from a saved config.
+
+  A name already bound to another class raises: a saved architecture names its
+  classes, so two classes of one name would make loading ambiguous.
+  """
+  bound = _REGISTRY.get(cls.__name__)
+  if bound is not None and bound is not cls:
+    raise ValueError(f"jaxnets layer class name {cls.__name__!r} is already registered "
+                     f"to {bound.__module__}.{bound.__qualname__}")
   _REGISTRY[cls.__name__] = cls
   return cls
+
+
+def registered_classes() -> tuple[type, ...]:
+  """Every class registered for loading, in name order."""
+  return tuple(_REGISTRY[name] for name in sorted(_REGISTRY))
 
 
 def layer_class(name: str) -> type["Layer"]:

@@ -1,4 +1,10 @@
-"""Converters for Keras's position-wise and shape layers (Dense, activations...)."""
+"""Records for Keras's position-wise and shape layers (Dense, activations...).
+
+Each record pairs the converter (Keras config -> jaxnets layer) with its
+inverse (jaxnets layer -> Keras layer) and its FLOP count for one example.
+"""
+
+import math
 
 from jaxnets import activations
 from jaxnets.layers import core
@@ -15,10 +21,32 @@ def activation_name(cfg: registry.ConfigReader, key: str = "activation") -> str:
                     "only Keras's built-in named activations are supported")
   try:
     activations.get(value)
-  except KeyError:
+  except (KeyError, ValueError):
     raise cfg.error(f"option {key}={value!r} is not a supported activation "
                     f"(supported: {', '.join(activations.NAMES)})") from None
   return value
+
+
+def activation_flops(name: str, elements: int) -> int:
+  """One FLOP per element for a non-linear activation, none for ``linear``."""
+  return 0 if name == "linear" else elements
+
+
+def free_flops(layer, in_shape, out_shape) -> int:
+  """Lookups and data movement (Dropout at inference, Flatten, Reshape) cost nothing."""
+  del layer, in_shape, out_shape
+  return 0
+
+
+def per_element_flops(layer, in_shape, out_shape) -> int:
+  """One FLOP per input element (an activation layer, a comparison)."""
+  del out_shape
+  return activation_flops(getattr(layer, "activation", "relu"), math.prod(in_shape))
+
+
+def options(layer, *names) -> dict:
+  """``{name: layer.name_}`` for the hyper-parameters a Keras constructor takes as is."""
+  return {name: getattr(layer, name) for name in names}
 
 
 def kernel_and_bias_weights(keras_layer, built):
@@ -30,7 +58,6 @@ def kernel_and_bias_weights(keras_layer, built):
   return {built[0].name: params}
 
 
-@registry.register("Dense", weights=kernel_and_bias_weights)
 def dense(cfg):
   cfg.dtype()
   cfg.expect("quantization_config", None)
@@ -40,13 +67,11 @@ def dense(cfg):
                      activation=activation_name(cfg), use_bias=bool(cfg.get("use_bias", True)))]
 
 
-@registry.register("Activation")
 def activation(cfg):
   cfg.dtype()
   return [core.Activation(name=cfg.layer_name, activation=activation_name(cfg))]
 
 
-@registry.register("ReLU")
 def relu(cfg):
   cfg.dtype()
   max_value = cfg.get("max_value")
@@ -56,14 +81,12 @@ def relu(cfg):
                     threshold=float(cfg.get("threshold", 0.0)))]
 
 
-@registry.register("LeakyReLU")
 def leaky_relu(cfg):
   cfg.dtype()
   slope = cfg.get("negative_slope", cfg.get("alpha", 0.3))
   return [core.ReLU(name=cfg.layer_name, negative_slope=float(slope))]
 
 
-@registry.register("Softmax")
 def softmax(cfg):
   cfg.dtype()
   axis = cfg.get("axis", -1)
@@ -72,21 +95,58 @@ def softmax(cfg):
   return [core.Softmax(name=cfg.layer_name, axis=-1)]
 
 
-@registry.register("Dropout")
 def dropout(cfg):
   cfg.dtype()
   cfg.expect("noise_shape", None)
   return [core.Dropout(name=cfg.layer_name, rate=float(cfg.get("rate")))]
 
 
-@registry.register("Flatten")
 def flatten(cfg):
   cfg.dtype()
   cfg.expect("data_format", "channels_last", None)
   return [core.Flatten(name=cfg.layer_name)]
 
 
-@registry.register("Reshape")
 def reshape(cfg):
   cfg.dtype()
   return [core.Reshape(name=cfg.layer_name, target_shape=tuple(int(d) for d in cfg.get("target_shape")))]
+
+
+def _dense_flops(layer, in_shape, out_shape) -> int:
+  positions = math.prod(in_shape[:-1])
+  per_output = 2 * in_shape[-1] + int(layer.use_bias)
+  return positions * layer.units * per_output + activation_flops(layer.activation,
+                                                                 math.prod(out_shape))
+
+
+registry.register(registry.LayerRecord(
+    layer=core.Dense, keras_class="Dense", build=dense, weights=kernel_and_bias_weights,
+    to_keras=lambda keras, layer: keras.layers.Dense(
+        name=layer.name, **options(layer, "units", "activation", "use_bias")),
+    flops=_dense_flops))
+registry.register(registry.LayerRecord(
+    layer=core.Activation, keras_class="Activation", build=activation,
+    to_keras=lambda keras, layer: keras.layers.Activation(layer.activation, name=layer.name),
+    flops=per_element_flops))
+registry.register(registry.LayerRecord(
+    layer=core.ReLU, keras_class="ReLU", build=relu, also_from={"LeakyReLU": leaky_relu},
+    to_keras=lambda keras, layer: keras.layers.ReLU(
+        name=layer.name, **options(layer, "max_value", "negative_slope", "threshold")),
+    flops=per_element_flops))
+registry.register(registry.LayerRecord(
+    layer=core.Softmax, keras_class="Softmax", build=softmax,
+    to_keras=lambda keras, layer: keras.layers.Softmax(axis=layer.axis, name=layer.name),
+    flops=per_element_flops))
+registry.register(registry.LayerRecord(
+    layer=core.Dropout, keras_class="Dropout", build=dropout,
+    to_keras=lambda keras, layer: keras.layers.Dropout(layer.rate, name=layer.name),
+    flops=free_flops))
+registry.register(registry.LayerRecord(
+    layer=core.Flatten, keras_class="Flatten", build=flatten,
+    to_keras=lambda keras, layer: keras.layers.Flatten(name=layer.name),
+    flops=free_flops))
+registry.register(registry.LayerRecord(
+    layer=core.Reshape, keras_class="Reshape", build=reshape,
+    to_keras=lambda keras, layer: keras.layers.Reshape(tuple(layer.target_shape),
+                                                       name=layer.name),
+    flops=free_flops))

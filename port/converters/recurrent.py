@@ -1,5 +1,5 @@
-"""Converters for Keras's sequence layers: Embedding, Masking, SimpleRNN, LSTM,
-GRU, Bidirectional and 1-D global pooling.
+"""Records for Keras's sequence layers: Embedding, Masking, SimpleRNN, LSTM, GRU
+and Bidirectional (1-D global pooling is with the other pooling, in ``conv``).
 
 A recurrent layer's weights live on its ``cell`` (``kernel``,
 ``recurrent_kernel``, ``bias``); Bidirectional's on ``forward_layer.cell`` and
@@ -8,10 +8,12 @@ and are read (and checked) like any other layer's.
 """
 
 import dataclasses
+import math
 
 from jaxnets.layers import embedding
 from jaxnets.layers import recurrent
 from port import registry
+from port.converters import core as core_converters
 from port.converters.core import activation_name
 
 # Keras's RNN options that only matter for training or bookkeeping.
@@ -22,7 +24,6 @@ def _embedding_weights(keras_layer, built):
   return {built[0].name: {"embeddings": registry.named_weights(keras_layer)["embeddings"]}}
 
 
-@registry.register("Embedding", weights=_embedding_weights)
 def embedding_layer(cfg):
   cfg.dtype()
   cfg.expect("quantization_config", None)
@@ -34,7 +35,6 @@ def embedding_layer(cfg):
                               mask_zero=bool(cfg.get("mask_zero", False)))]
 
 
-@registry.register("Masking")
 def masking(cfg):
   cfg.dtype()
   return [embedding.Masking(name=cfg.layer_name, mask_value=float(cfg.get("mask_value", 0.0)))]
@@ -106,17 +106,14 @@ def _rnn_weights(keras_layer, built):
   return {built[0].name: _cell_weights(keras_layer, built[0])}
 
 
-@registry.register("SimpleRNN", weights=_rnn_weights)
 def simple_rnn(cfg):
   return [_simple_rnn(cfg)]
 
 
-@registry.register("LSTM", weights=_rnn_weights)
 def lstm(cfg):
   return [_lstm(cfg)]
 
 
-@registry.register("GRU", weights=_rnn_weights)
 def gru(cfg):
   return [_gru(cfg)]
 
@@ -150,7 +147,6 @@ def _bidirectional_weights(keras_layer, built):
       "backward_layer": _cell_weights(keras_layer.backward_layer, layer.backward_layer)}}
 
 
-@registry.register("Bidirectional", weights=_bidirectional_weights)
 def bidirectional(cfg):
   cfg.dtype()
   merge_mode = cfg.get("merge_mode", "concat")
@@ -174,17 +170,99 @@ def bidirectional(cfg):
                                   backward_layer=backward, merge_mode=merge_mode)]
 
 
-def _global_pooling_options(cfg):
-  cfg.dtype()
-  cfg.expect("data_format", "channels_last", None)
-  return {"name": cfg.layer_name, "keepdims": bool(cfg.get("keepdims", False))}
+# ------------------------------------------------------------------ inverses
 
 
-@registry.register("GlobalAveragePooling1D")
-def global_average_pooling_1d(cfg):
-  return [recurrent.GlobalAveragePooling1D(**_global_pooling_options(cfg))]
+def _embedding_to_keras(keras, layer):
+  return keras.layers.Embedding(layer.input_dim, layer.output_dim, mask_zero=layer.mask_zero,
+                                name=layer.name)
 
 
-@registry.register("GlobalMaxPooling1D")
-def global_max_pooling_1d(cfg):
-  return [recurrent.GlobalMaxPooling1D(**_global_pooling_options(cfg))]
+def _recurrent_to_keras(keras, layer):
+  options = core_converters.options(
+      layer, "units", "use_bias", "return_sequences", "go_backwards", "unroll", "dropout",
+      "recurrent_dropout", "activation")
+  for optional in ("recurrent_activation", "reset_after", "unit_forget_bias"):
+    if hasattr(layer, optional):
+      options[optional] = getattr(layer, optional)
+  return getattr(keras.layers, type(layer).__name__)(name=layer.name, **options)
+
+
+def _bidirectional_to_keras(keras, layer):
+  return keras.layers.Bidirectional(
+      _recurrent_to_keras(keras, layer.forward_layer),
+      backward_layer=_recurrent_to_keras(keras, layer.backward_layer),
+      merge_mode=layer.merge_mode, name=layer.name)
+
+
+# --------------------------------------------------------------- FLOP counts
+# Recurrent layers count every time step of the input they are given; the
+# benchmark gives a text model's rows at their real lengths (bench/flops.py).
+
+
+def _simple_rnn_step(cell, features: int) -> int:
+  """Input and recurrent matmuls, their sum, the bias, the activation."""
+  u = cell.units
+  return (2 * features * u + 2 * u * u + u + (u if cell.use_bias else 0)
+          + core_converters.activation_flops(cell.activation, u))
+
+
+def _lstm_step(cell, features: int) -> int:
+  """Matmuls for the four gates, their sum and bias, three sigmoids and two tanh
+  (``5u``), then ``c = f*c + i*g`` (``3u``) and ``h = o*tanh(c)`` (``u``)."""
+  u, width = cell.units, 4 * cell.units
+  bias = width if cell.use_bias else 0
+  return 2 * features * width + 2 * u * width + width + bias + 5 * u + 4 * u
+
+
+def _gru_step(cell, features: int) -> int:
+  """Matmuls for the three gates, bias (twice with ``reset_after``), then gate
+  adds ``2u``, ``x_h + r*h_h`` ``2u``, activations ``3u``, ``z*h + (1-z)*hh`` ``4u``."""
+  u, width = cell.units, 3 * cell.units
+  bias = (2 * width if cell.reset_after else width) if cell.use_bias else 0
+  return 2 * features * width + 2 * u * width + bias + 11 * u
+
+
+_STEP_FLOPS = {recurrent.SimpleRNN: _simple_rnn_step, recurrent.LSTM: _lstm_step,
+               recurrent.GRU: _gru_step}
+
+
+def _recurrent_flops(layer, in_shape, out_shape) -> int:
+  del out_shape
+  return in_shape[0] * _STEP_FLOPS[type(layer)](layer, in_shape[-1])
+
+
+def _bidirectional_flops(layer, in_shape, out_shape) -> int:
+  """Both directions, plus 1 FLOP per output element to merge by sum/mul, 2 by ave."""
+  steps, features = in_shape[0], in_shape[-1]
+  directions = sum(_STEP_FLOPS[type(cell)](cell, features)
+                   for cell in (layer.forward_layer, layer.backward_layer))
+  merge = {"concat": 0, "sum": 1, "mul": 1, "ave": 2}[layer.merge_mode]
+  return steps * directions + merge * math.prod(out_shape)
+
+
+def _masking_flops(layer, in_shape, out_shape) -> int:
+  del layer, out_shape
+  return math.prod(in_shape)  # one comparison per element
+
+
+# ------------------------------------------------------------------- records
+
+registry.register(registry.LayerRecord(
+    layer=embedding.Embedding, keras_class="Embedding", build=embedding_layer,
+    weights=_embedding_weights, to_keras=_embedding_to_keras,
+    flops=core_converters.free_flops))
+registry.register(registry.LayerRecord(
+    layer=embedding.Masking, keras_class="Masking", build=masking,
+    to_keras=lambda keras, layer: keras.layers.Masking(mask_value=layer.mask_value,
+                                                       name=layer.name),
+    flops=_masking_flops))
+for _layer, _build in ((recurrent.SimpleRNN, simple_rnn), (recurrent.LSTM, lstm),
+                       (recurrent.GRU, gru)):
+  registry.register(registry.LayerRecord(
+      layer=_layer, keras_class=_layer.__name__, build=_build, weights=_rnn_weights,
+      to_keras=_recurrent_to_keras, flops=_recurrent_flops))
+registry.register(registry.LayerRecord(
+    layer=recurrent.Bidirectional, keras_class="Bidirectional", build=bidirectional,
+    weights=_bidirectional_weights, to_keras=_bidirectional_to_keras,
+    flops=_bidirectional_flops))

@@ -1,4 +1,4 @@
-"""Converter for Keras ``TextVectorization`` -> ``jaxnets.text.TextVectorizer``.
+"""Record for Keras ``TextVectorization`` <-> ``jaxnets.text.TextVectorizer``.
 
 The port makes it the model's host-side preprocessor (``port.api``). Only what
 ``TextVectorizer`` reproduces token for token is accepted: the built-in
@@ -14,6 +14,7 @@ import dataclasses
 
 from jaxnets import text
 from port import registry
+from port.converters import core as core_converters
 
 
 def _vectorizer(keras_layer, built):
@@ -27,7 +28,6 @@ def _vectorizer(keras_layer, built):
   return {placeholder.name: dataclasses.replace(placeholder, vocabulary=vocabulary)}
 
 
-@registry.register("TextVectorization", weights=_vectorizer)
 def text_vectorization(cfg):
   cfg.ignore("dtype")  # the layer computes on strings; its dtype policy changes no id
   standardize = cfg.get("standardize", "lower_and_strip_punctuation")
@@ -60,3 +60,19 @@ def text_vectorization(cfg):
                               standardize=standardize, split=split,
                               output_sequence_length=length,
                               max_tokens=None if max_tokens is None else int(max_tokens))]
+
+
+def _to_keras(keras, vectorizer):
+  # Keras re-adds the padding '' and OOV '[UNK]' tokens in front of the
+  # vocabulary it is given, so they are passed without them.
+  return keras.layers.TextVectorization(
+      max_tokens=vectorizer.max_tokens, standardize=vectorizer.standardize,
+      split=vectorizer.split, output_mode="int",
+      output_sequence_length=vectorizer.output_sequence_length,
+      vocabulary=list(vectorizer.vocabulary[2:]), name=vectorizer.name)
+
+
+# Tokenising runs on the host, outside the compiled model: no FLOPs counted.
+registry.register(registry.LayerRecord(
+    layer=text.TextVectorizer, keras_class="TextVectorization", build=text_vectorization,
+    weights=_vectorizer, to_keras=_to_keras, flops=core_converters.free_flops))
