@@ -1,4 +1,4 @@
-"""The hyper-parameter studies of the spec (SPEC.md §1), as plain data.
+"""The course's hyper-parameter studies (the README's study table), as plain data.
 
 Every family has one **base config** (the builder's keyword arguments) and a
 training **recipe**; every study changes exactly ONE thing of the base config
