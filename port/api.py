@@ -50,6 +50,33 @@ def load_keras(src) -> Any:
                      f"{type(e).__name__}: {e}") from e
 
 
+def _check_portable(model) -> None:
+  """Refuses, by name, a model whose layers cannot be read as a graph at all."""
+  import keras  # pylint: disable=import-outside-toplevel
+
+  kind = type(model).__name__
+  # Sequential and functional models are graphs of layers; any other
+  # keras.Model subclass computes in its own Python call().
+  graph = isinstance(model, keras.Sequential) or any(
+      cls.__name__ == "Functional" for cls in type(model).__mro__)
+  if not graph:
+    raise registry.UnsupportedLayerError(
+        model.name, kind,
+        f"model {model.name!r} is a subclassed keras.Model ({kind}): its computation is "
+        "Python code in call(), which cannot be ported exactly; rebuild it as a Sequential "
+        "or functional model (keras.Input -> layers -> keras.Model) and port that")
+  try:
+    inputs = model.inputs
+  except (AttributeError, ValueError):
+    inputs = None
+  if not inputs:
+    raise registry.UnsupportedLayerError(
+        model.name, kind,
+        f"model {model.name!r} has never been built, so its input shape is unknown: start "
+        "it with keras.Input(shape=...), or call model.build((None, ...)) or run it on a "
+        "batch once, then port it")
+
+
 def flat_layers(model) -> list:
   """The model's computation layers in order, nested models flattened.
 
@@ -59,6 +86,7 @@ def flat_layers(model) -> list:
   """
   import keras  # pylint: disable=import-outside-toplevel
 
+  _check_portable(model)
   if len(model.inputs or []) != 1 or len(model.outputs or []) != 1:
     raise registry.UnsupportedLayerError(
         model.name, type(model).__name__,
@@ -105,9 +133,13 @@ def _check(layers) -> tuple[list, list[tuple[str, str, str]]]:
       continue
     converter = registry.converter_for(class_name)
     if converter is None:
+      custom = not type(layer).__module__.startswith("keras.")
+      advice = ("it is a custom layer (defined in "
+                f"{type(layer).__module__}); replace it with built-in Keras layers, or "
+                "register a port record for it in port/converters" if custom else
+                f"supported: {', '.join(registry.supported_classes())}")
       problems.append((layer.name, class_name,
-                       f"no jaxnets converter for Keras class {class_name} (supported: "
-                       f"{', '.join(registry.supported_classes())})"))
+                       f"no jaxnets converter for Keras class {class_name} ({advice})"))
       continue
     cfg = registry.ConfigReader(layer.name, class_name, layer.get_config())
     try:
