@@ -8,9 +8,13 @@ Usable with JAX alone — nothing here imports TensorFlow or Keras::
 """
 
 from jaxnets import activations
+from jaxnets import batching
 from jaxnets import layers
+from jaxnets import settings
 from jaxnets import text
-from jaxnets.model import InputError, Model, load
+from jaxnets.errors import InputError
+from jaxnets.model import Model, load
 
-__all__ = ["activations", "layers", "text", "InputError", "Model", "load"]
+__all__ = ["activations", "batching", "layers", "settings", "text", "InputError", "Model",
+           "load"]
 __version__ = "0.1.0"

@@ -2,7 +2,7 @@
 
 Keras stores an activation in a layer config by name (``"relu"``,
 ``"gelu"``...). ``get(name)`` returns the matching pure JAX function; an unknown
-name raises ``KeyError`` so the port can reject it instead of guessing.
+name raises ``ValueError`` naming it, so the port rejects it instead of guessing.
 
 Where Keras 3's defaults differ from JAX's, Keras wins:
 - ``gelu`` is the exact erf form (``approximate=False``); jax defaults to tanh.
@@ -121,5 +121,5 @@ def get(name: str | None) -> Activation:
   if name is None:
     return linear
   if name not in _ACTIVATIONS:
-    raise KeyError(f"unknown activation {name!r}; known: {', '.join(NAMES)}")
+    raise ValueError(f"unknown activation {name!r}; known: {', '.join(NAMES)}")
   return _ACTIVATIONS[name]

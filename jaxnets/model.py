@@ -11,11 +11,11 @@ offers what a user of a Keras model expects:
   JSON and parameters through orbax-checkpoint; loading needs JAX alone.
 
 Inputs are validated on the host before anything is compiled: wrong rank,
-shape or dtype raise ``InputError`` naming what was expected.
+shape or dtype raise ``InputError`` naming what was expected. Batching
+(sorting by length, cutting, padding, sharding) is ``jaxnets.batching``'s.
 """
 
 import json
-import math
 import os
 import tempfile
 from typing import Any, Sequence
@@ -24,19 +24,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnets import batching
+from jaxnets.errors import InputError
+# ``load`` rebuilds layers and preprocessors by class name from the registry in
+# ``jaxnets.layers.base``: importing the package jaxnets.layers (done here,
+# before ``base``) registers every layer family, and the package jaxnets
+# (imported before any of its modules) imports jaxnets.text, which registers
+# TextVectorizer.
 from jaxnets.layers import base
+
+__all__ = ["ARCHITECTURE_FILE", "FORMAT_VERSION", "InputError", "Model", "PARAMS_DIR", "load"]
 
 FORMAT_VERSION = 1
 ARCHITECTURE_FILE = "architecture.json"
 PARAMS_DIR = "params"
-
-# Padded text batches are cut to their longest real sequence, rounded up to a
-# multiple of this, so at most ``max_len / LENGTH_BUCKET`` lengths get compiled.
-LENGTH_BUCKET = 8
-
-
-class InputError(ValueError):
-  """Input to ``predict``/``__call__`` that the model cannot take."""
 
 
 class Model:
@@ -71,7 +72,7 @@ class Model:
     self.preprocessor = preprocessor
     self.name = name
     self._forward = jax.jit(self.apply)
-    self._trim_padding = self._padding_can_be_trimmed()
+    self._trims_padding = self._padding_can_be_trimmed()
 
   # ---------------------------------------------------------------- forward
   def apply(self, params, x, *, training: bool = False, rng: jax.Array | None = None):
@@ -99,7 +100,7 @@ class Model:
 
   def __call__(self, x) -> jax.Array:
     """Jitted forward pass on one batch (strings are tokenised first)."""
-    x = self._prepare(x)
+    x = self.prepare_inputs(x)
     return self._forward(self.params, jnp.asarray(x))
 
   def predict(self, x, batch_size: int = 256) -> np.ndarray:
@@ -111,52 +112,55 @@ class Model:
     When more than one device is visible, each batch is sharded across all of
     them (padded to a multiple of the device count).
 
-    Text models whose padding mask comes from zero token ids (Embedding with
-    ``mask_zero=True``) and whose layers all carry state over masked steps are
-    run on rows sorted by real length, each batch cut to its longest real
-    sequence (rounded up to ``LENGTH_BUCKET``). Padding is at the end, and a
-    masked step leaves the state untouched, so this gives identical numbers.
+    When ``trims_padding`` holds, rows run sorted by real length, each batch
+    cut to its longest real sequence (rounded up to
+    ``jaxnets.batching.LENGTH_BUCKET``); the outputs come back in input order.
     """
-    if int(batch_size) < 1:
-      raise ValueError(f"batch_size must be positive, got {batch_size}")
-    batch_size = int(batch_size)
-    x = self._prepare(x)
-    n = x.shape[0]
-    if n == 0:
+    batch_size = batching.check_batch_size(batch_size)
+    x = self.prepare_inputs(x)
+    if x.shape[0] == 0:
       out = jax.eval_shape(self.apply, self.params,
                            jax.ShapeDtypeStruct((1,) + x.shape[1:], x.dtype))
       return np.zeros((0,) + out.shape[1:], out.dtype)
-    order = None
-    if self._trim_padding:
-      lengths = _real_lengths(x)
-      order = np.argsort(lengths, kind="stable")
-      x, lengths = x[order], lengths[order]
-    devices = jax.local_device_count()
-    sharding = _batch_sharding() if devices > 1 else None
-    pending = []
-    for start in range(0, n, batch_size):
-      chunk = x[start:start + batch_size]
-      if self._trim_padding:
-        longest = int(lengths[start:start + batch_size].max())
-        cut = min(x.shape[1], max(LENGTH_BUCKET, -(-longest // LENGTH_BUCKET) * LENGTH_BUCKET))
-        chunk = chunk[:, :cut]
-      rows = len(chunk)
-      padded_rows = _padded_batch(rows, batch_size, devices)
-      if padded_rows != rows:
-        pad = np.zeros((padded_rows - rows,) + chunk.shape[1:], chunk.dtype)
-        chunk = np.concatenate([chunk, pad])
-      # A numpy chunk goes straight to the jitted call: an explicit
-      # jnp.asarray first costs an extra dispatch (~60 us at batch 1).
-      if sharding is not None:
-        chunk = jax.device_put(chunk, sharding)
-      # Dispatch every batch before reading any back: host work overlaps compute.
-      pending.append((self._forward(self.params, chunk), rows))
+    batcher = batching.Batcher(x, batch_size, trim=self._trims_padding, shrink_partial=True)
+    order = batcher.length_order()
+    # Dispatch every batch before reading any back: host work overlaps compute.
+    pending = [(self._forward(self.params, batch.arrays[0]), batch.rows)
+               for batch in batcher(order)]
     out = np.concatenate([np.asarray(y)[:rows] for y, rows in pending])
-    if order is not None:
-      unsorted = np.empty_like(out)
-      unsorted[order] = out
-      out = unsorted
-    return out
+    return batching.unsort(out, order)
+
+  @property
+  def trims_padding(self) -> bool:
+    """Whether padded text batches may be cut to their longest real sequence.
+
+    True for a model whose padding mask comes from zero token ids (a first
+    Embedding with ``mask_zero``), whose layers all leave what they pass on
+    unchanged when trailing masked steps are dropped (``trailing_padding_safe``),
+    and whose output has no time axis. Padding is at the end and a masked step
+    leaves the state untouched, so a cut batch gives identical numbers.
+    """
+    return self._trims_padding
+
+  def prepare_inputs(self, x) -> np.ndarray:
+    """Validates a batch on the host and returns it as a numpy array.
+
+    Strings go through the preprocessor (token ids ``int32 (batch, length)``);
+    numbers are checked against the input spec and cast to ``float32`` or
+    ``int32``; the first layer checks the values (e.g. token ids in range).
+    Raises ``InputError`` naming what was expected.
+    """
+    if self.preprocessor is not None:
+      x = self._strings(x)
+      x = np.asarray(self.preprocessor(x), np.int32)
+    else:
+      x = self._numeric(x)
+    if self.layers:
+      self.layers[0].check_input(x)
+    return x
+
+  # Kept for tests/parity.py until it calls prepare_inputs; not API.
+  _prepare = prepare_inputs
 
   # ------------------------------------------------------------- inspection
   def summary(self) -> str:
@@ -192,7 +196,9 @@ class Model:
     Both are written to temporary names and renamed into place, so a killed
     save never leaves a directory that loads half a model.
     """
-    import orbax.checkpoint as ocp  # imported lazily: slow, and only needed here
+    # Imported here, not at the top, for speed only: importing orbax takes ~0.3 s
+    # on top of jax, and only save/load need it. It imports nothing of ours: no cycle.
+    import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
 
     directory = os.path.abspath(os.fspath(directory))
     os.makedirs(directory, exist_ok=True)
@@ -255,17 +261,6 @@ class Model:
       return False
     return len(self._layer_output_shapes()[-1]) == 2  # no time axis in the output
 
-  def _prepare(self, x) -> np.ndarray:
-    """Validates a batch on the host and returns it as a numpy array."""
-    if self.preprocessor is not None:
-      x = self._strings(x)
-      x = np.asarray(self.preprocessor(x), np.int32)
-    else:
-      x = self._numeric(x)
-    if self.layers:
-      self.layers[0].check_input(x)
-    return x
-
   def _strings(self, x) -> list[str]:
     if isinstance(x, str):
       raise InputError(f"model {self.name!r} takes a batch of strings (a list), "
@@ -313,10 +308,7 @@ class Model:
 
 def load(directory: str | os.PathLike) -> Model:
   """Loads a model written by ``Model.save``; needs JAX (and orbax) only."""
-  import orbax.checkpoint as ocp
-
-  # Importing the layer modules fills the registry used below.
-  import jaxnets.layers  # pylint: disable=unused-import,import-outside-toplevel
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel  # see save
 
   directory = os.path.abspath(os.fspath(directory))
   arch_path = os.path.join(directory, ARCHITECTURE_FILE)
@@ -342,23 +334,6 @@ def load(directory: str | os.PathLike) -> Model:
   return Model(layers, params, input_shape=arch["input_shape"],
                input_dtype=arch["input_dtype"], preprocessor=preprocessor,
                name=arch.get("name", "model"))
-
-
-def _real_lengths(tokens: np.ndarray) -> np.ndarray:
-  """Index of the last non-zero token + 1 per row (0 for all-padding rows)."""
-  nonzero = tokens.reshape(tokens.shape[0], -1) != 0
-  flipped_first = np.argmax(nonzero[:, ::-1], axis=1)
-  return np.where(nonzero.any(axis=1), nonzero.shape[1] - flipped_first, 0)
-
-
-def _padded_batch(rows: int, batch_size: int, devices: int) -> int:
-  size = batch_size if rows == batch_size else min(batch_size, 1 << (rows - 1).bit_length())
-  return -(-size // devices) * devices
-
-
-def _batch_sharding():
-  mesh = jax.sharding.Mesh(np.array(jax.local_devices()), ("batch",))
-  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
 
 
 def _write_atomic(path: str, text: str) -> None:

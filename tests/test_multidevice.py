@@ -82,7 +82,7 @@ for name, make, x in (("cnn", cnn, images), ("lstm", lstm, tokens)):
   for batch_size in (8, 6, 1):
     rows = x if batch_size > 1 else x[:3]
     arrays[f"{name}_b{batch_size}"] = model.predict(rows, batch_size=batch_size)
-  report[name] = {"trimmed": bool(model._trim_padding), "chunks": chunks}
+  report[name] = {"trimmed": bool(model.trims_padding), "chunks": chunks}
   if name == "cnn" and jax.local_device_count() == 4:
     # What each device computes for predict(x, 8): 2-row slices of the padded
     # batches, here run one by one on device 0 -- must be bit-identical.

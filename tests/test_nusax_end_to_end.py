@@ -48,7 +48,7 @@ def test_port_agrees_with_keras_on_raw_test_texts(nusax, trained):
   assert len(texts) == 400
   expected = trained.predict(np.asarray(texts, dtype=object), batch_size=32, verbose=0)
   model = port.load(trained)
-  assert model.preprocessor is not None and model._trim_padding  # pylint: disable=protected-access
+  assert model.preprocessor is not None and model.trims_padding
   for batch_size in (256, 1):
     got = model.predict(texts, batch_size=batch_size)
     assert float(np.max(np.abs(got - expected))) <= ATOL, batch_size

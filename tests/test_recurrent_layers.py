@@ -95,7 +95,7 @@ def test_stacked_recurrent_layers_with_classifier_head():
   model = sequence_model(L.LSTM(6, return_sequences=True), L.GRU(5, return_sequences=True),
                          L.SimpleRNN(4), L.Dropout(0.5), head=True)
   ported = parity.assert_matches_keras(model, padded_ids(seed=3), batch_size=4)
-  assert ported._trim_padding  # pylint: disable=protected-access
+  assert ported.trims_padding
 
 
 # -------------------------------------------------------------- bidirectional
@@ -121,7 +121,7 @@ def test_stacked_bidirectional_lstm_classifier():
   model = sequence_model(L.Bidirectional(L.LSTM(5, return_sequences=True)),
                          L.Bidirectional(L.LSTM(4)), L.Dropout(0.3), head=True)
   ported = parity.assert_matches_keras(model, padded_ids(rows=20, seed=6), batch_size=4)
-  assert ported._trim_padding  # pylint: disable=protected-access
+  assert ported.trims_padding
 
 
 @pytest.mark.parametrize("return_sequences", [False, True])
@@ -168,7 +168,7 @@ def test_global_pooling_1d_matches_keras(pool, mask_zero, keepdims):
   x = padded_ids(seed=11, all_padding=False)
   ported = parity.assert_matches_keras(model, x, classifier=False, batch_size=4)
   expect_trim = mask_zero and pool == "GlobalAveragePooling1D" and not keepdims
-  assert ported._trim_padding == expect_trim  # pylint: disable=protected-access
+  assert ported.trims_padding == expect_trim
 
 
 def test_global_average_pooling_of_all_padding_row_is_nan_like_keras():
@@ -185,23 +185,23 @@ def test_global_average_pooling_of_all_padding_row_is_nan_like_keras():
 def test_trimmed_predict_equals_untrimmed_apply():
   model = port.load(sequence_model(L.Bidirectional(L.LSTM(4, return_sequences=True)),
                                    L.SimpleRNN(3, go_backwards=True), head=True, width=64))
-  assert model._trim_padding  # pylint: disable=protected-access
+  assert model.trims_padding
   x = np.zeros((30, 64), np.int32)
   x[:, :WIDTH] = np.tile(padded_ids(seed=13), (3, 1))[:30]
   full = np.asarray(model.apply(model.params, x))
   np.testing.assert_allclose(model.predict(x, batch_size=16), full, atol=1e-6, rtol=0)
 
 
-def test_row_blocks_give_the_same_numbers(monkeypatch):
+def test_row_blocks_give_the_same_numbers():
   """CPU runs rows in cache-sized blocks; force small ones (and a ragged last one)."""
-  monkeypatch.setattr(recurrent, "ROW_BLOCK_FLOATS", 16)
   x = np.concatenate([padded_ids(seed=s) for s in range(4)])[:41]
   for mask_zero in (True, False):
     keras_model = sequence_model(L.Bidirectional(L.LSTM(4, return_sequences=True)),
                                  L.LSTM(3, go_backwards=True, return_sequences=True),
                                  L.Bidirectional(L.GRU(3), merge_mode="mul"),
                                  mask_zero=mask_zero, head=True)
-    got = port.load(keras_model).predict(x, batch_size=64)  # 41 rows: blocks of 16
+    with jaxnets.settings.override(rnn_row_block_floats=16):
+      got = port.load(keras_model).predict(x, batch_size=64)  # 41 rows: blocks of 16
     np.testing.assert_allclose(got, np.asarray(keras_model(x)), atol=parity.ATOL, rtol=0)
 
 

@@ -153,7 +153,7 @@ def test_text_model_takes_raw_strings(output_sequence_length):
   texts = np.asarray(TRICKY + CORPUS, dtype=object)
   model = parity.assert_matches_keras(keras_model, texts, batch_size=4)
   assert model.input_dtype == "string"
-  assert model._trim_padding  # pylint: disable=protected-access
+  assert model.trims_padding
   np.testing.assert_array_equal(model.predict(list(texts)), model.predict(texts[:, None]))
   with pytest.raises(jaxnets.InputError, match="single str"):
     model.predict("saya suka")

@@ -17,9 +17,10 @@ adds is the loop a Keras user expects from ``fit``:
 The classifier's final softmax is folded into the loss (softmax cross-entropy
 on logits), which is the same function with better numerics.
 
-Text models (an Embedding with ``mask_zero``) train on batches cut to their
-longest real sequence: masked steps carry the state unchanged, so the loss and
+Text models (``Model.trims_padding``) train on batches cut to their longest
+real sequence: masked steps carry the state unchanged, so the loss and
 gradients are the same as on the full padded length, at a fraction of the work.
+Batches come from ``jaxnets.batching``, as ``Model.predict``'s do.
 """
 
 import dataclasses
@@ -31,10 +32,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 from flax.training import train_state
 
 import jaxnets
-from jaxnets import model as model_lib
+from jaxnets import batching
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,11 +121,6 @@ def logits_model(model: jaxnets.Model) -> jaxnets.Model:
                        name=model.name)
 
 
-def tokenize(model: jaxnets.Model, x) -> np.ndarray:
-  """Host-side input preparation (tokenising strings), validated like predict."""
-  return model._prepare(x)  # pylint: disable=protected-access
-
-
 def _weighted_loss_and_correct(apply_fn, params, x, y, w, training, rng):
   logits = apply_fn(params, x, training=training, rng=rng)
   losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
@@ -149,36 +146,14 @@ def _make_steps(apply_fn):
   return train_step, eval_step
 
 
-class _Batcher:
-  """Yields padded, weighted, optionally length-trimmed and sharded batches."""
-
-  def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, trim: bool):
-    self.x, self.y, self.batch_size, self.trim = x, y, batch_size, trim
-    self.lengths = model_lib._real_lengths(x) if trim else None  # pylint: disable=protected-access
-    devices = jax.local_device_count()
-    if devices > 1 and batch_size % devices:
-      raise ValueError(f"batch_size {batch_size} must be a multiple of the "
-                       f"{devices} local devices for data-parallel training")
-    self.sharding = model_lib._batch_sharding() if devices > 1 else None  # pylint: disable=protected-access
-
-  def __call__(self, order: np.ndarray):
-    for start in range(0, len(order), self.batch_size):
-      index = order[start:start + self.batch_size]
-      x, y = self.x[index], self.y[index]
-      if self.trim:
-        longest = int(self.lengths[index].max())
-        bucket = model_lib.LENGTH_BUCKET
-        x = x[:, :min(x.shape[1], max(bucket, -(-longest // bucket) * bucket))]
-      w = np.ones(len(index), np.float32)
-      missing = self.batch_size - len(index)
-      if missing:
-        x = np.concatenate([x, np.zeros((missing,) + x.shape[1:], x.dtype)])
-        y = np.concatenate([y, np.zeros(missing, y.dtype)])
-        w = np.concatenate([w, np.zeros(missing, np.float32)])
-      arrays = (x, y.astype(np.int32), w)
-      if self.sharding is not None:
-        arrays = tuple(jax.device_put(a, self.sharding) for a in arrays)
-      yield arrays, len(index)
+def _batcher(x: np.ndarray, y: np.ndarray, batch_size: int, trim: bool) -> batching.Batcher:
+  """Batches of ``(x, y, w)``; a partial batch is padded to ``batch_size`` with
+  zero-weight rows, so every step has one compiled shape."""
+  devices = jax.local_device_count()
+  if devices > 1 and batch_size % devices:
+    raise ValueError(f"batch_size {batch_size} must be a multiple of the "
+                     f"{devices} local devices for data-parallel training")
+  return batching.Batcher(x, batch_size, per_row=(y, np.ones(len(x), np.float32)), trim=trim)
 
 
 def fit(model: jaxnets.Model, x_train, y_train, x_val, y_val, config: TrainConfig, *,
@@ -206,7 +181,7 @@ def fit(model: jaxnets.Model, x_train, y_train, x_val, y_val, config: TrainConfi
     raise ValueError("early stopping (patience) needs validation data")
   if not has_validation:
     x_val, y_val = x_train[:0], np.zeros(0, np.int32)
-  x_train, x_val = tokenize(model, x_train), tokenize(model, x_val)
+  x_train, x_val = model.prepare_inputs(x_train), model.prepare_inputs(x_val)
   y_train, y_val = np.asarray(y_train, np.int32), np.asarray(y_val, np.int32)
   if len(x_train) != len(y_train) or len(x_val) != len(y_val):
     raise ValueError(f"inputs and labels differ in length: train {len(x_train)} vs "
@@ -227,16 +202,12 @@ def fit(model: jaxnets.Model, x_train, y_train, x_val, y_val, config: TrainConfi
       state, meta = _restore(manager, state)
       log(f"resumed from {checkpoint_dir} after epoch {meta['epoch']}")
 
-  devices = jax.local_device_count()
-  if devices > 1:
-    replicated = jax.sharding.NamedSharding(
-        jax.sharding.Mesh(np.array(jax.local_devices()), ("batch",)),
-        jax.sharding.PartitionSpec())
-    state = jax.device_put(state, replicated)
+  if jax.local_device_count() > 1:
+    state = jax.device_put(state, batching.replicated_sharding())
 
-  trim = train_model._trim_padding  # pylint: disable=protected-access
-  train_batches = _Batcher(x_train, y_train, config.batch_size, trim)
-  val_batches = _Batcher(x_val, y_val, config.batch_size, trim)
+  trim = train_model.trims_padding
+  train_batches = _batcher(x_train, y_train, config.batch_size, trim)
+  val_batches = _batcher(x_val, y_val, config.batch_size, trim)
   train_step, eval_step = _make_steps(train_model.apply)
   history = meta["history"]
 
@@ -245,9 +216,9 @@ def fit(model: jaxnets.Model, x_train, y_train, x_val, y_val, config: TrainConfi
     start = time.perf_counter()
     order = np.random.default_rng([config.seed, epoch]).permutation(len(x_train))
     total = correct = 0.0
-    for step, (batch, _) in enumerate(train_batches(order)):
+    for step, batch in enumerate(train_batches(order)):
       step_rng = jax.random.fold_in(jax.random.fold_in(rng, epoch), step + 1)
-      state, batch_total, batch_correct = train_step(state, *batch, step_rng)
+      state, batch_total, batch_correct = train_step(state, *batch.arrays, step_rng)
       total, correct = total + batch_total, correct + batch_correct
     loss, accuracy = float(total) / len(x_train), float(correct) / len(x_train)
     history["loss"].append(loss)
@@ -300,23 +271,21 @@ def fit(model: jaxnets.Model, x_train, y_train, x_val, y_val, config: TrainConfi
                    epoch_times=[float(t) for t in times])
 
 
-def _evaluate(eval_step, params, batches: _Batcher, n: int) -> tuple[float, float]:
+def _evaluate(eval_step, params, batches: batching.Batcher, n: int) -> tuple[float, float]:
   total = correct = 0.0
-  for batch, _ in batches(np.arange(n)):
-    batch_total, batch_correct = eval_step(params, *batch)
+  for batch in batches(np.arange(n)):
+    batch_total, batch_correct = eval_step(params, *batch.arrays)
     total, correct = total + batch_total, correct + batch_correct
   return float(total) / n, float(correct) / n
 
 
 def _checkpoint_manager(directory: str):
-  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
   return ocp.CheckpointManager(
       os.path.abspath(directory),
       options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
 
 
 def _save(manager, epoch: int, state: TrainState, meta: dict) -> None:
-  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
   arrays = {"params": state.params, "best_params": state.best_params,
             "opt_state": state.opt_state, "step": state.step}
   manager.save(epoch, args=ocp.args.Composite(
@@ -324,7 +293,6 @@ def _save(manager, epoch: int, state: TrainState, meta: dict) -> None:
 
 
 def _restore(manager, state: TrainState) -> tuple[TrainState, dict]:
-  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
   template = {"params": state.params, "best_params": state.best_params,
               "opt_state": state.opt_state, "step": state.step}
   abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template)
@@ -344,12 +312,12 @@ def epoch_runner(model: jaxnets.Model, x, y, config: TrainConfig) -> Callable[[]
   epoch's mean training loss.
   """
   train_model = logits_model(model)
-  x, y = tokenize(model, x), np.asarray(y, np.int32)
+  x, y = model.prepare_inputs(x), np.asarray(y, np.int32)
   params = model.init(jax.random.PRNGKey(config.seed))
   box = {"state": TrainState.create(apply_fn=train_model.apply, params=params,
                                     tx=make_optimizer(config), best_params=params),
          "epoch": 0}
-  batches = _Batcher(x, y, config.batch_size, train_model._trim_padding)  # pylint: disable=protected-access
+  batches = _batcher(x, y, config.batch_size, train_model.trims_padding)
   train_step, _ = _make_steps(train_model.apply)
   rng = jax.random.PRNGKey(config.seed)
 
@@ -357,9 +325,9 @@ def epoch_runner(model: jaxnets.Model, x, y, config: TrainConfig) -> Callable[[]
     box["epoch"] += 1
     order = np.random.default_rng([config.seed, box["epoch"]]).permutation(len(x))
     state, total = box["state"], 0.0
-    for step, (batch, _) in enumerate(batches(order)):
+    for step, batch in enumerate(batches(order)):
       step_rng = jax.random.fold_in(jax.random.fold_in(rng, box["epoch"]), step + 1)
-      state, batch_total, _ = train_step(state, *batch, step_rng)
+      state, batch_total, _ = train_step(state, *batch.arrays, step_rng)
       total = total + batch_total
     box["state"] = state
     return float(total) / len(x)  # float() blocks until the epoch is computed

@@ -16,7 +16,19 @@ from jaxnets.layers.conv import Conv1D, Conv2D
 from jaxnets.layers.core import Activation, Dense, Dropout, Flatten, ReLU, Reshape, Softmax
 from jaxnets.layers.embedding import Embedding, Masking
 from jaxnets.layers.normalization import BatchNormalization
-from jaxnets.layers.pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling2D,
-                                    GlobalMaxPooling2D, MaxPooling1D, MaxPooling2D)
-from jaxnets.layers.recurrent import (GRU, LSTM, Bidirectional, GlobalAveragePooling1D,
-                                      GlobalMaxPooling1D, SimpleRNN)
+from jaxnets.layers.pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,
+                                    GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
+                                    MaxPooling1D, MaxPooling2D)
+from jaxnets.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
+
+__all__ = [
+    "base", "conv", "core", "embedding", "normalization", "pooling", "recurrent",
+    "Layer", "layer_class", "register",
+    "Conv1D", "Conv2D",
+    "Activation", "Dense", "Dropout", "Flatten", "ReLU", "Reshape", "Softmax",
+    "Embedding", "Masking",
+    "BatchNormalization",
+    "AveragePooling1D", "AveragePooling2D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+    "GlobalMaxPooling1D", "GlobalMaxPooling2D", "MaxPooling1D", "MaxPooling2D",
+    "GRU", "LSTM", "Bidirectional", "SimpleRNN",
+]

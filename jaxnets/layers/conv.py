@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxnets import activations
+from jaxnets import settings
 from jaxnets.layers import base
 from jaxnets.layers import initializers
 
@@ -109,11 +110,11 @@ class Conv(base.Layer):
                            self.dilation_rate)
     kernel = params["kernel"]
     channels = x.shape[-1]
-    if self.groups == 1 and 1 < channels < 16 and channels % 2:
-      # XLA's CPU convolution is 1.5-3x slower for a small odd channel count
-      # (RGB inputs!) than for the next even one (measured on XLA:CPU, jax
-      # 0.10; no gain from 17 channels up). A zero input channel with a zero
-      # kernel slice only adds exact zeros to each sum.
+    if (self.groups == 1 and 1 < channels < settings.current().conv_pad_odd_channels_below
+        and channels % 2):
+      # A small odd channel count (RGB inputs) is slow on XLA:CPU (see
+      # jaxnets.settings). A zero input channel with a zero kernel slice only
+      # adds exact zeros to each sum.
       x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, 1)])
       kernel = jnp.pad(kernel, [(0, 0)] * (kernel.ndim - 2) + [(0, 1), (0, 0)])
     y = lax.conv_general_dilated(

@@ -10,6 +10,7 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnets.errors import InputError
 from jaxnets.layers import base
 from jaxnets.layers import initializers
 
@@ -42,7 +43,6 @@ class Embedding(base.Layer):
 
   def check_input(self, x):
     """Rejects token ids outside ``[0, input_dim)`` (Keras on CPU raises too)."""
-    from jaxnets.model import InputError  # pylint: disable=import-outside-toplevel
     ids = np.asarray(x)
     if ids.size == 0:
       return

@@ -16,7 +16,9 @@ reducer and the rank. Windows and padding follow TensorFlow's ``tf.nn.max_pool``
   by the window size.
 
 The global layers reduce every spatial axis (``keepdims`` keeps them as 1s).
-Pooling drops any time mask, as Keras's pooling layers do.
+Pooling drops any time mask, as Keras's pooling layers do; only
+``GlobalAveragePooling1D`` reads it first (Keras 3 leaves masked steps out of
+its mean).
 """
 
 import dataclasses
@@ -184,3 +186,42 @@ class GlobalAveragePooling2D(GlobalPooling):
 
   reducer: ClassVar[str] = "average"
 
+
+
+@base.register
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GlobalMaxPooling1D(GlobalPooling):
+  """Max over time, ``(batch, time, features) -> (batch, features)``.
+
+  Keras 3's GlobalMaxPooling1D ignores the mask (padded steps enter the max)
+  and, not supporting masking, drops it.
+  """
+
+  reducer: ClassVar[str] = "max"
+
+  # Padded steps enter the max, so removing them can change it.
+  trailing_padding_safe = False
+
+
+@base.register
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GlobalAveragePooling1D(GlobalPooling):
+  """Mean over time, ``(batch, time, features) -> (batch, features)``.
+
+  With a mask, as Keras 3: masked steps are left out, ``sum(x * mask) /
+  sum(mask)`` (an all-padding row gives 0/0 = NaN, as in Keras). The output
+  carries no mask. ``keepdims`` keeps a time axis of size 1.
+  """
+
+  reducer: ClassVar[str] = "average"
+
+  # Masked steps do not enter the mean.
+  trailing_padding_safe = True
+
+  def apply(self, params, x, mask=None, *, training=False, rng=None):
+    if mask is None:
+      return super().apply(params, x, mask, training=training, rng=rng)
+    keep = mask[..., None]
+    total = jnp.sum(jnp.where(keep, x, jnp.zeros((), x.dtype)), axis=1, keepdims=self.keepdims)
+    count = jnp.sum(keep.astype(x.dtype), axis=1, keepdims=self.keepdims)
+    return total / count, None

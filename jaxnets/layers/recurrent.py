@@ -1,4 +1,4 @@
-"""Recurrent layers (SimpleRNN, LSTM, GRU, Bidirectional) and 1-D global pooling.
+"""Recurrent layers: SimpleRNN, LSTM, GRU and Bidirectional.
 
 Layouts: activations ``(batch, time, features)``; mask ``(batch, time)`` bool,
 True = real step. Weights keep Keras's names and layouts, gates side by side
@@ -28,6 +28,9 @@ Speed, all without changing a number:
   ``_run_rows``), so padding inside a compiled length costs almost nothing;
 - on CPU, rows run in cache-sized blocks, each skipping steps after its own
   longest row (``jaxnets.Model.predict`` sorts rows by length, so blocks are even).
+
+Block size and step skipping are ``jaxnets.settings`` (``rnn_row_block_floats``,
+``rnn_skip_padded_steps``), read when the forward pass is traced.
 """
 
 import dataclasses
@@ -38,20 +41,10 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxnets import activations
+from jaxnets import settings
 from jaxnets.layers import base
 from jaxnets.layers import initializers
-
-# On CPU, rows run in blocks of about this many gate pre-activations per step
-# (64 KiB of float32), so one step's working set stays in the core's cache
-# (measured on the 2-core AMD EPYC dev machine: 16-32 Ki floats per block run a
-# 2-layer BiLSTM-64 about 1.7x faster than one 256-row block, 64 Ki+ no faster).
-ROW_BLOCK_FLOATS = 16 * 1024
-# On CPU, steps where every row of a block is padding skip the cell -- at
-# inference only: under jax.grad the per-step cond made a BiLSTM train step
-# 1.4x slower than computing (and masking) every step, and the JAX trainer's
-# batches are already trimmed to their longest row.
-SKIP_PADDED_STEPS = True
-
+from jaxnets.layers import pooling
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class _Recurrent(base.Layer):
@@ -281,21 +274,25 @@ def _run(cell: _Recurrent, params_list, x, mask, backwards, *, training=False):
     x = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)])
     if mask is not None:
       mask = jnp.concatenate([mask, jnp.zeros((pad,) + mask.shape[1:], mask.dtype)])
-  split = lambda a: a.reshape((blocks, block) + a.shape[1:])
+
+  def split(a):  # (blocks * block, ...) -> (blocks, block, ...)
+    return a.reshape((blocks, block) + a.shape[1:])
+
+  def join(a):  # (blocks, directions, block, ...) -> (directions, batch, ...)
+    return jnp.moveaxis(a, 0, 1).reshape((a.shape[1], blocks * block) + a.shape[3:])[:, :batch]
+
   last, seq = lax.map(
       lambda args: _run_rows(cell, params_list, args[0], args[1], backwards, training),
       (split(x), None if mask is None else split(mask)))
-  join = lambda a: jnp.moveaxis(a, 0, 1).reshape(
-      (a.shape[1], blocks * block) + a.shape[3:])[:, :batch]
   return join(last), None if seq is None else join(seq)
 
 
 def _row_block(floats_per_row: int, batch: int) -> int:
-  """Rows per block: the per-step gate pre-activations of a block
-  (``rows * directions * gates * units`` floats) stay near ``ROW_BLOCK_FLOATS``."""
+  """Rows per block: the per-step gate pre-activations of a block (``rows *
+  directions * gates * units`` floats) stay near ``settings.rnn_row_block_floats``."""
   if jax.default_backend() != "cpu":
     return batch  # accelerators want the whole batch at once
-  rows = max(16, ROW_BLOCK_FLOATS // max(1, floats_per_row))
+  rows = max(16, settings.current().rnn_row_block_floats // max(1, floats_per_row))
   return max(16, 1 << (rows.bit_length() - 1))  # a power of two, like batch sizes
 
 
@@ -363,7 +360,8 @@ def _run_rows(cell: _Recurrent, params_list, x, mask, backwards, training):
     # (the JAX trainer) flow; accelerators run every step instead, as a
     # per-step branch would cost them a host round trip.
     stop = jnp.max(lengths, initial=0)
-    skip_padding = SKIP_PADDED_STEPS and not training and jax.default_backend() == "cpu"
+    skip_padding = (settings.current().rnn_skip_padded_steps and not training
+                    and jax.default_backend() == "cpu")
 
     def compute(state, xp_t, m_t):
       keep = m_t[..., None]
@@ -507,8 +505,11 @@ class Bidirectional(base.Layer):
     fwd, bwd = self.forward_layer, self.backward_layer
     if type(fwd) is not type(bwd):
       return False
-    same = lambda layer: dataclasses.replace(layer, name="", go_backwards=False)
-    return same(fwd) == same(bwd)
+
+    def options(layer):  # everything but the name and the direction
+      return dataclasses.replace(layer, name="", go_backwards=False)
+
+    return options(fwd) == options(bwd)
 
   def apply(self, params, x, mask=None, *, training=False, rng=None):
     fwd, bwd = self.forward_layer, self.backward_layer
@@ -551,43 +552,7 @@ class Bidirectional(base.Layer):
     return cls(name=config["name"], merge_mode=config.get("merge_mode", "concat"), **layers)
 
 
-@base.register
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class GlobalAveragePooling1D(base.Layer):
-  """Mean over time, ``(batch, time, features) -> (batch, features)``.
-
-  With a mask, as Keras 3: masked steps are left out, ``sum(x * mask) /
-  sum(mask)`` (an all-padding row gives 0/0 = NaN, as in Keras). The output
-  carries no mask. ``keepdims`` keeps a time axis of size 1.
-  """
-
-  keepdims: bool = False
-
-  # Masked steps do not enter the mean.
-  trailing_padding_safe = True
-
-  def apply(self, params, x, mask=None, *, training=False, rng=None):
-    if mask is None:
-      return jnp.mean(x, axis=1, keepdims=self.keepdims), None
-    keep = mask[..., None]
-    total = jnp.sum(jnp.where(keep, x, jnp.zeros((), x.dtype)), axis=1, keepdims=self.keepdims)
-    count = jnp.sum(keep.astype(x.dtype), axis=1, keepdims=self.keepdims)
-    return total / count, None
-
-
-@base.register
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class GlobalMaxPooling1D(base.Layer):
-  """Max over time, ``(batch, time, features) -> (batch, features)``.
-
-  Keras 3's GlobalMaxPooling1D ignores the mask (padded steps enter the max)
-  and, not supporting masking, drops it.
-  """
-
-  keepdims: bool = False
-
-  # Padded steps enter the max, so removing them can change it.
-  trailing_padding_safe = False
-
-  def apply(self, params, x, mask=None, *, training=False, rng=None):
-    return jnp.max(x, axis=1, keepdims=self.keepdims), None
+# 1-D global pooling moved to pooling.py; these names stay until port/ imports
+# them from there. Not API: use jaxnets.layers.GlobalAveragePooling1D.
+GlobalAveragePooling1D = pooling.GlobalAveragePooling1D
+GlobalMaxPooling1D = pooling.GlobalMaxPooling1D

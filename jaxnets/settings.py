@@ -1,0 +1,117 @@
+"""Machine-dependent speed settings, with their documented defaults, in one place.
+
+None of these changes a number a model computes: each one chooses between
+equivalent ways of computing the same values, whichever ran faster where the
+defaults were measured (XLA:CPU, jax 0.10, a 2-core AMD EPYC machine). Another
+machine may prefer other values; ``bench/`` measures them.
+
+Read them with ``current()``; change them for the whole process with
+``configure(...)``, for a block of code with ``with override(...):``, or before
+start-up with one environment variable per setting, named ``JAXNETS_`` + the
+field name in capitals (``JAXNETS_RNN_ROW_BLOCK_FLOATS=32768``;
+booleans as ``1``/``0``/``true``/``false``)::
+
+    import jaxnets
+    jaxnets.settings.configure(rnn_row_block_floats=32 * 1024)
+
+Layers read the settings when a forward pass is traced, i.e. on a jitted
+model's first call for each input shape. A shape already compiled keeps the
+values it was traced with: change settings before calling a model, or use a
+fresh ``jaxnets.Model``.
+"""
+
+import contextlib
+import dataclasses
+import os
+from typing import Iterator
+
+ENVIRONMENT_PREFIX = "JAXNETS_"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """Speed settings; every value gives the same numbers.
+
+  Attributes:
+    rnn_row_block_floats: on CPU, recurrent layers run the rows of a batch in
+      blocks of about this many gate pre-activations per step (``rows *
+      directions * gates * units`` floats; 16 Ki float32 = 64 KiB), so one
+      step's working set stays in the core's cache. Measured: blocks of 16-32
+      Ki floats ran a 2-layer BiLSTM-64 about 1.7x faster than one 256-row
+      block; 64 Ki and more were no faster.
+    rnn_skip_padded_steps: on CPU at inference, a recurrent step at which every
+      row of a block is padding skips the cell (one ``lax.cond`` per step).
+      Never when training: under ``jax.grad`` the per-step cond made a BiLSTM
+      train step 1.4x slower than computing (and masking) every step, and the
+      JAX trainer's batches are already cut to their longest row.
+    conv_pad_odd_channels_below: a convolution whose input has an odd number of
+      channels (more than one, fewer than this) gets one zero channel and a
+      zero kernel slice, which adds only exact zeros to each sum. XLA's CPU
+      convolution was 1.5-3x slower for a small odd channel count (RGB inputs)
+      than for the next even one, with no gain from 17 channels up. ``0``
+      turns this off.
+  """
+
+  rnn_row_block_floats: int = 16 * 1024
+  rnn_skip_padded_steps: bool = True
+  conv_pad_odd_channels_below: int = 16
+
+  def __post_init__(self):
+    if self.rnn_row_block_floats < 1:
+      raise ValueError(f"rnn_row_block_floats must be positive, got {self.rnn_row_block_floats}")
+    if self.conv_pad_odd_channels_below < 0:
+      raise ValueError("conv_pad_odd_channels_below must be >= 0, got "
+                       f"{self.conv_pad_odd_channels_below}")
+
+
+def _parse(field: dataclasses.Field, name: str, text: str):
+  if field.type in (bool, "bool"):
+    lowered = text.strip().lower()
+    if lowered not in ("1", "0", "true", "false"):
+      raise ValueError(f"{name}={text!r}: expected 1, 0, true or false")
+    return lowered in ("1", "true")
+  try:
+    return int(text)
+  except ValueError:
+    raise ValueError(f"{name}={text!r}: expected an integer") from None
+
+
+def from_environment(environ=None) -> Settings:
+  """The defaults, overridden by any ``JAXNETS_<FIELD>`` environment variable."""
+  environ = os.environ if environ is None else environ
+  changes = {}
+  for field in dataclasses.fields(Settings):
+    name = ENVIRONMENT_PREFIX + field.name.upper()
+    if name in environ:
+      changes[field.name] = _parse(field, name, environ[name])
+  return Settings(**changes)
+
+
+_current = from_environment()
+
+
+def current() -> Settings:
+  """The settings in effect."""
+  return _current
+
+
+def configure(**changes) -> Settings:
+  """Changes the named settings for the rest of the process; returns the new ones.
+
+  Raises ``TypeError`` for a name that is not a setting.
+  """
+  global _current  # pylint: disable=global-statement
+  _current = dataclasses.replace(_current, **changes)
+  return _current
+
+
+@contextlib.contextmanager
+def override(**changes) -> Iterator[Settings]:
+  """Changes the named settings inside a ``with`` block, restoring them after."""
+  global _current  # pylint: disable=global-statement
+  previous = _current
+  _current = dataclasses.replace(_current, **changes)
+  try:
+    yield _current
+  finally:
+    _current = previous
