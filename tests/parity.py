@@ -9,19 +9,12 @@ import jax
 import numpy as np
 
 import port
+from bench.weights import randomize_weights  # the project's one randomiser; default scale 0.5
+
+__all__ = ["ATOL", "assert_matches_keras", "predict_saved_without_tensorflow",
+           "randomize_weights"]
 
 ATOL = 1e-5
-
-
-def randomize_weights(keras_model, seed: int = 0, scale: float = 0.5) -> None:
-  """Assigns every weight a seeded random value (variances kept positive)."""
-  rng = np.random.default_rng(seed)
-  for variable in keras_model.weights:
-    shape = tuple(variable.shape)
-    value = rng.normal(0.0, scale, shape).astype(np.float32)
-    if "variance" in variable.path:
-      value = rng.uniform(0.5, 1.5, shape).astype(np.float32)
-    variable.assign(value)
 
 
 def assert_matches_keras(keras_model, x, *, atol: float = ATOL, classifier: bool = True,

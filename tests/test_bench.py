@@ -1,8 +1,9 @@
-"""The benchmark's own logic: FLOP counts by hand, and the shape of its output.
+"""The benchmark's logic (``bench/``): its presets, models, output and command line.
 
 No timing is asserted anywhere: speed is what the benchmark measures, not
-something pytest checks. The runs use shrunken models (``tiny``) and one or
-two repetitions.
+something pytest checks. The runs use shrunken models and matmuls (``TINY``,
+passed as ordinary settings) and one or two repetitions. FLOP counts are
+tested in ``tests/test_flops.py``.
 """
 
 import json
@@ -10,156 +11,124 @@ import os
 import subprocess
 import sys
 
-import jax
 import numpy as np
 import pytest
 
-import jaxnets
-from jaxnets.layers import conv, core, embedding, normalization, pooling, recurrent
-from port import bench
-from port import flops
+from bench import benchmark
+from bench import frameworks
+from bench import report
+from bench import settings as settings_lib
+from bench import systems as systems_lib
+from bench import train_speed
+from bench import weights
+from bench import workloads
+from tests import parity
 from tests.conftest import REPO_ROOT
 
+# Small versions of the benchmark's models (builder arguments over the study
+# configs) and of the peak matmul.
+TINY = dict(
+    model_overrides={
+        "cnn": {"filters": (4, 8), "kernel_sizes": (3, 3), "dense_units": 16},
+        "mlp": {"hidden_units": (16,)},
+        "lstm": {"units": (8,), "embedding_dim": 8, "max_tokens": 200, "sequence_length": 16},
+        "rnn": {"units": (8,), "embedding_dim": 8, "max_tokens": 200, "sequence_length": 16},
+    },
+    matmul_sizes=(128, 256), log=lambda line: None)
 
-# ------------------------------------------------------------------ FLOPs
-# Convention (port/flops.py): a multiply-add is 2 FLOPs; bias adds, each
-# element of a non-linear activation, BatchNorm's multiply and add, pooling
-# comparisons/adds/divisions are 1 each; lookups and reshapes are free.
-
-@pytest.mark.parametrize("layer, input_shape, expected", [
-    # 3 outputs x (2*5 multiply-adds + bias) + 3 relu
-    (core.Dense(name="d", units=3, activation="relu"), (5,), 3 * (2 * 5 + 1) + 3),
-    (core.Dense(name="d", units=3, use_bias=False), (5,), 2 * 5 * 3),
-    # position-wise over 4 time steps
-    (core.Dense(name="d", units=3, activation="relu"), (4, 5), 4 * (3 * 11 + 3)),
-    # same padding: 6x6x4 outputs, each 3*3*2 multiply-adds + bias, + relu
-    (conv.Conv2D(name="c", filters=4, kernel_size=(3, 3), padding="same", activation="relu"),
-     (6, 6, 2), 6 * 6 * 4 * (2 * 9 * 2 + 1) + 6 * 6 * 4),
-    # valid, stride 2: 3x3x2 outputs, each 3*3*3 multiply-adds + bias
-    (conv.Conv2D(name="c", filters=2, kernel_size=(3, 3), strides=(2, 2)), (7, 7, 3),
-     3 * 3 * 2 * (2 * 27 + 1)),
-    # grouped 1-D: 8 steps x 4 filters, each 3 taps x (4 / 2) channels
-    (conv.Conv1D(name="c", filters=4, kernel_size=(3,), padding="same", groups=2), (8, 4),
-     8 * 4 * (2 * 3 * 2 + 1)),
-    # 2x2 windows: 3 comparisons (max) or 3 adds + 1 division (average) per output
-    (pooling.MaxPooling2D(name="p", pool_size=(2, 2)), (4, 4, 3), 2 * 2 * 3 * 3),
-    (pooling.AveragePooling2D(name="p", pool_size=(2, 2)), (4, 4, 3), 2 * 2 * 3 * 4),
-    (pooling.GlobalMaxPooling2D(name="p"), (4, 4, 3), 3 * 15),
-    (pooling.GlobalAveragePooling2D(name="p"), (4, 4, 3), 3 * 16),
-    (normalization.BatchNormalization(name="bn"), (4, 4, 3), 2 * 48),
-    (embedding.Embedding(name="e", input_dim=10, output_dim=4), (7,), 0),
-    (core.Dropout(name="x", rate=0.5), (7, 3), 0),
-    (core.Flatten(name="f"), (2, 2, 3), 0),
-    (core.Activation(name="a", activation="tanh"), (2, 3), 6),
-    (core.Activation(name="a", activation="linear"), (2, 3), 0),
-    # per step: x@W 2*3*4 + h@U 2*4*4 + add 4 + bias 4 + tanh 4; 5 steps
-    (recurrent.SimpleRNN(name="r", units=4), (5, 3), 5 * (24 + 32 + 4 + 4 + 4)),
-    # per step: 2*3*8 + 2*2*8 + add 8 + bias 8 + 5 activations*2 + 4 updates*2
-    (recurrent.LSTM(name="r", units=2), (5, 3), 5 * (48 + 32 + 8 + 8 + 10 + 8)),
-    # per step: 2*3*6 + 2*2*6 + bias 2*6 (reset_after) + 11*2
-    (recurrent.GRU(name="r", units=2), (5, 3), 5 * (36 + 24 + 12 + 22)),
-    (recurrent.GRU(name="r", units=2, reset_after=False), (5, 3), 5 * (36 + 24 + 6 + 22)),
-])
-def test_layer_flops_match_hand_counts(layer, input_shape, expected):
-  assert flops.layer_flops(layer, input_shape) == expected
-
-
-def _bidirectional(merge_mode, sequences):
-  def lstm(name, backwards):
-    return recurrent.LSTM(name=name, units=2, return_sequences=sequences,
-                          go_backwards=backwards, zero_output_for_mask=sequences)
-  return recurrent.Bidirectional(name="bi", forward_layer=lstm("f", False),
-                                 backward_layer=lstm("b", True), merge_mode=merge_mode)
-
-
-@pytest.mark.parametrize("merge_mode, sequences, merge_flops", [
-    ("concat", False, 0), ("sum", False, 2), ("mul", True, 5 * 2), ("ave", True, 2 * 5 * 2)])
-def test_bidirectional_counts_both_directions_and_the_merge(merge_mode, sequences, merge_flops):
-  one_direction = 5 * (48 + 32 + 8 + 8 + 10 + 8)  # the LSTM case above
-  layer = _bidirectional(merge_mode, sequences)
-  assert flops.layer_flops(layer, (5, 3)) == 2 * one_direction + merge_flops
-
-
-def test_unknown_layer_is_an_error():
-  class Foreign(jaxnets.layers.Layer):
-    pass
-  with pytest.raises(flops.UnknownLayerError, match="Foreign"):
-    flops.counter_for(Foreign(name="f"))
-
-  # A subclass of a known layer keeps its formula.
-  class Custom(core.Dense):
-    pass
-  assert flops.layer_flops(Custom(name="c", units=3), (5,)) == 3 * (2 * 5 + 1)
-
-
-def _model(layers, shapes, **kwargs):
-  params = {layer.name: layer.init(jax.random.key(i), shape)
-            for i, (layer, shape) in enumerate(zip(layers, shapes))}
-  return jaxnets.Model(layers, params, **kwargs)
-
-
-def test_cnn_model_flops_per_example_and_per_batch():
-  model = _model([
-      conv.Conv2D(name="conv", filters=4, kernel_size=(3, 3), padding="same", activation="relu"),
-      pooling.MaxPooling2D(name="pool", pool_size=(2, 2)),
-      core.Flatten(name="flatten"),
-      core.Dense(name="out", units=3, activation="softmax")],
-      [(8, 8, 2), (8, 8, 4), (4, 4, 4), (64,)], input_shape=(8, 8, 2))
-  conv_flops = 8 * 8 * 4 * (2 * 9 * 2 + 1) + 8 * 8 * 4
-  pool_flops = 4 * 4 * 4 * 3
-  dense_flops = 3 * (2 * 64 + 1) + 3
-  assert flops.per_layer(model, (8, 8, 2)) == [
-      ("conv", "Conv2D", conv_flops), ("pool", "MaxPooling2D", pool_flops),
-      ("flatten", "Flatten", 0), ("out", "Dense", dense_flops)]
-  x = np.zeros((5, 8, 8, 2), np.float32)
-  assert flops.model_flops(model, x) == 5 * (conv_flops + pool_flops + dense_flops)
-  assert not flops.is_text(model)
-
-
-def test_text_model_counts_each_row_at_its_real_length():
-  model = _model([
-      embedding.Embedding(name="embedding", input_dim=20, output_dim=3, mask_zero=True),
-      recurrent.SimpleRNN(name="rnn", units=4),
-      core.Dense(name="out", units=2)],
-      [(6,), (6, 3), (4,)], input_shape=(6,), input_dtype="int32")
-  tokens = np.array([[5, 6, 0, 0, 0, 0],      # real length 2
-                     [1, 2, 3, 4, 5, 0],      # 5
-                     [0, 0, 0, 0, 0, 0]],     # 0: only the head runs
-                    np.int32)
-  assert flops.is_text(model)
-  np.testing.assert_array_equal(flops.real_lengths(tokens), [2, 5, 0])
-  per_step = 2 * 3 * 4 + 2 * 4 * 4 + 4 + 4 + 4
-  head = 2 * (2 * 4 + 1)
-  assert flops.model_flops(model, tokens) == per_step * (2 + 5 + 0) + 3 * head
-  assert flops.per_layer_total(model, tokens) == [
-      ("embedding", "Embedding", 0), ("rnn", "SimpleRNN", per_step * 7),
-      ("out", "Dense", 3 * head)]
-
-
-# ---------------------------------------------------------- bench output
 SYSTEMS = ("keras_predict", "keras_call", "port_predict", "port_jit", "tf2jax")
 
 
+# ------------------------------------------------------------- settings
+def test_unknown_model_system_or_size_is_rejected():
+  with pytest.raises(ValueError, match="unknown models"):
+    settings_lib.Settings(models=("vgg",))
+  with pytest.raises(ValueError, match="unknown systems"):
+    settings_lib.Settings(systems=("pytorch",))
+  with pytest.raises(ValueError, match="unknown model_overrides"):
+    settings_lib.Settings(model_overrides={"vgg": {}})
+  with pytest.raises(ValueError, match="batch sizes must be positive"):
+    settings_lib.Settings(batch_sizes=(0, 4))
+  with pytest.raises(ValueError, match="unknown preset"):
+    settings_lib.preset("fastest")
+
+
+def test_presets_are_settings_that_flags_override():
+  assert settings_lib.preset("full") == settings_lib.Settings()
+  check = settings_lib.preset("speedcheck")
+  assert check.models == ("cnn", "mlp") and check.batch_sizes == (256,)
+  assert set(check.systems) == {"keras_predict", "keras_call", "port_predict", "port_jit"}
+  assert not (check.memory or check.cold_start or check.layer_profile)
+  text = settings_lib.preset("speedcheck_text", repeats=2)
+  assert text.models == ("lstm", "rnn") and text.repeats == 2
+
+
+# ------------------------------------------------------------ workloads
+def test_models_are_the_study_architectures():
+  assert workloads.config("cnn")["filters"] == (32, 64, 128)
+  assert workloads.config("mlp")["hidden_units"] == (256, 128)
+  lstm = workloads.config("lstm")
+  assert lstm["cell"] == "lstm" and lstm["units"] == (64, 64) and lstm["bidirectional"]
+  assert workloads.config("rnn", {"units": (8,)})["units"] == (8,)
+  with pytest.raises(ValueError, match="unknown builder arguments"):
+    workloads.config("mlp", {"filters": (4,)})
+
+
+def test_trained_models_are_found_in_the_training_layout(tmp_path):
+  assert workloads.find_trained(str(tmp_path), "cnn") is None
+  run = tmp_path / "cnn" / "pooling" / "max" / "seed1"
+  run.mkdir(parents=True)
+  (run / "model.keras").write_bytes(b"")
+  assert workloads.find_trained(str(tmp_path), "cnn") == str(run / "model.keras")
+  (tmp_path / "cnn.keras").write_bytes(b"")  # an explicit file wins
+  assert workloads.find_trained(str(tmp_path), "cnn") == str(tmp_path / "cnn.keras")
+  (tmp_path / "lstm" / "layers" / "1-layer" / "seed0").mkdir(parents=True)
+  (tmp_path / "lstm" / "layers" / "1-layer" / "seed0" / "model.keras").write_bytes(b"")
+  assert workloads.find_trained(str(tmp_path), "lstm") is None  # not the 2-layer architecture
+
+
+def test_random_weights_are_seeded_and_parity_uses_the_same_randomiser():
+  assert parity.randomize_weights is weights.randomize_weights
+  keras = frameworks.keras()
+
+  def model():
+    return keras.Sequential([keras.Input((400,)), keras.layers.Dense(300),
+                             keras.layers.BatchNormalization()])
+
+  a, b = model(), model()
+  weights.randomize_weights(a, seed=3, scale=None)
+  weights.randomize_weights(b, seed=3, scale=None)
+  for x, y in zip(a.weights, b.weights):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  kernel = np.asarray(a.weights[0])
+  assert kernel.std() == pytest.approx(1 / np.sqrt(400), rel=0.05)
+  variance = next(np.asarray(v) for v in a.weights if "variance" in v.path)
+  assert variance.min() >= 0.5 and variance.max() <= 1.5
+  weights.randomize_weights(b, seed=3)  # default: scale 0.5, what the parity tests use
+  assert np.asarray(b.weights[0]).std() == pytest.approx(0.5, rel=0.05)
+
+
+# -------------------------------------------------------- benchmark run
 @pytest.fixture(scope="module")
 def tiny_results():
-  settings = bench.Settings(
+  settings = settings_lib.Settings(
       models=("mlp", "lstm"), batch_sizes=(1, 4), systems=SYSTEMS, repeats=2,
-      latency_repeats=2, num_inputs=12, max_batches=2, memory=False, cold_start=False,
-      tiny=True, log=lambda line: None)
-  saved = dict(bench.REQUIRED_PACKAGES)
+      latency_repeats=2, num_inputs=12, max_batches=2, memory=False, cold_start=False, **TINY)
+  saved = dict(systems_lib.REQUIRED_PACKAGES)
   # Pretend one peer is not installed: it must be reported, not fail the run.
-  bench.REQUIRED_PACKAGES["tf2jax"] = ("jaxnets_bench_no_such_package",)
+  systems_lib.REQUIRED_PACKAGES["tf2jax"] = ("jaxnets_bench_no_such_package",)
   try:
-    return bench.run(settings, command="pytest")
+    return benchmark.run(settings, command="pytest")
   finally:
-    bench.REQUIRED_PACKAGES.clear()
-    bench.REQUIRED_PACKAGES.update(saved)
+    systems_lib.REQUIRED_PACKAGES.clear()
+    systems_lib.REQUIRED_PACKAGES.update(saved)
 
 
 def test_results_have_every_figure_per_model_system_and_batch(tiny_results):
   results = tiny_results
   assert [r["model"] for r in results["models"]] == ["mlp", "lstm"]
   assert results["matmul_peak_before"]["gflops"] > 0 and results["matmul_peak_after"]["gflops"] > 0
+  assert set(results["matmul_peak_before"]["gflops_by_size"]) == {"128", "256"}
   timed = [s for s in SYSTEMS if s != "tf2jax"]
   for record in results["models"]:
     assert record["systems"]["tf2jax"]["status"] == (
@@ -195,12 +164,13 @@ def test_results_have_every_figure_per_model_system_and_batch(tiny_results):
         row["layer"] for row in record["flops_per_layer_full_length"]]
     assert all(set(row) >= {"class", "flops", "ms", "share", "gflops"}
                for row in profile["layers"])
-  lstm = results["models"][1]
-  assert lstm["input_dtype"] == "int32"
+  mlp, lstm = results["models"]
+  assert mlp["param_count"] == 784 * 16 + 16 + 16 * 10 + 10  # the TINY override
+  assert lstm["input_dtype"] == "int32" and lstm["input_shape"] == [16]
   assert 1 <= lstm["latency"]["row_real_length"] <= 16
 
 
-def test_targets_cover_the_issue_and_missing_peers_are_not_met(tiny_results):
+def test_targets_are_evaluated_and_missing_peers_are_not_met(tiny_results):
   targets = {(t["model"], t["port"], t["target"]): t for t in tiny_results["targets"]}
   for port in ("port_predict", "port_jit"):
     assert targets[("lstm", port, "throughput @4: port / keras_predict")]["required"] == 2.0
@@ -213,7 +183,7 @@ def test_targets_cover_the_issue_and_missing_peers_are_not_met(tiny_results):
 
 
 def test_markdown_json_and_chart(tiny_results, tmp_path):
-  text = bench.markdown(tiny_results)
+  text = report.markdown(tiny_results)
   assert text.startswith("# jaxnets inference benchmark")
   assert "| model | port | target | measured | required | met |" in text
   for name in ("mlp", "lstm"):
@@ -221,36 +191,36 @@ def test_markdown_json_and_chart(tiny_results, tmp_path):
   assert "| tf2jax | skipped (not installed: jaxnets_bench_no_such_package) |" in text
   header = next(line for line in text.splitlines() if line.startswith("| system |"))
   assert "rows/s @1" in header and "rows/s @4" in header and "batch-1 ms" in header
-  json.loads(json.dumps(tiny_results, default=bench._json_default))  # pylint: disable=protected-access
+  json.loads(json.dumps(tiny_results, default=report.json_default))
   png = tmp_path / "chart.png"
-  bench.chart(tiny_results, str(png))
+  report.chart(tiny_results, str(png))
   assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_trained_models_are_found_in_the_training_layout(tmp_path):
-  assert bench.find_trained(str(tmp_path), "cnn") is None
-  run = tmp_path / "cnn" / "pooling" / "max" / "seed1"
-  run.mkdir(parents=True)
-  (run / "model.keras").write_bytes(b"")
-  assert bench.find_trained(str(tmp_path), "cnn") == str(run / "model.keras")
-  (tmp_path / "cnn.keras").write_bytes(b"")  # an explicit file wins
-  assert bench.find_trained(str(tmp_path), "cnn") == str(tmp_path / "cnn.keras")
-  (tmp_path / "lstm" / "layers" / "1-layer" / "seed0").mkdir(parents=True)
-  (tmp_path / "lstm" / "layers" / "1-layer" / "seed0" / "model.keras").write_bytes(b"")
-  assert bench.find_trained(str(tmp_path), "lstm") is None  # not the 2-layer architecture
+def test_speedcheck_preset_runs_on_a_small_cnn():
+  results = benchmark.run(settings_lib.preset(
+      "speedcheck", models=("cnn",), batch_sizes=(4,), num_inputs=8, repeats=1,
+      latency_repeats=1, **TINY))
+  record = results["models"][0]
+  assert record["input_shape"] == [32, 32, 3]
+  assert set(record["latency"]["systems"]) == {"keras_predict", "keras_call", "port_predict",
+                                               "port_jit"}
+  for entry in record["systems"].values():
+    assert entry["status"] == "ok" and entry["agreement"]["max_abs_diff"] <= 1e-5
+  assert "layer_profile" not in record and "cold_start" not in record
 
 
 def test_a_trained_string_model_is_timed_on_token_ids(tmp_path):
-  bench._keras()  # pylint: disable=protected-access
+  frameworks.keras()
   from train import models  # pylint: disable=import-outside-toplevel
   vectorizer = models.make_vectorizer(np.array(["a b c d", "e f g", "h"], dtype=object),
                                       sequence_length=8)
   models.build_text(vectorizer, cell="simple_rnn", units=(4,), embedding_dim=4,
                     name="rnn").save(tmp_path / "rnn.keras")
-  results = bench.run(bench.Settings(
+  results = benchmark.run(settings_lib.Settings(
       models=("rnn",), batch_sizes=(2,), systems=("keras_predict", "port_predict"),
-      repeats=1, latency_repeats=1, num_inputs=4, memory=False, cold_start=False, tiny=True,
-      workdir=str(tmp_path), log=lambda line: None))
+      repeats=1, latency_repeats=1, num_inputs=4, memory=False, cold_start=False,
+      workdir=str(tmp_path), **TINY))
   record = results["models"][0]
   assert record["weights"].startswith("trained (") and "rnn.keras" in record["weights"]
   assert record["input_dtype"] == "int32" and record["input_shape"] == [8]
@@ -259,11 +229,23 @@ def test_a_trained_string_model_is_timed_on_token_ids(tmp_path):
     assert record["systems"][system]["agreement"]["max_abs_diff"] <= 1e-5
 
 
-def test_unknown_model_or_system_is_rejected():
-  with pytest.raises(ValueError, match="unknown models"):
-    bench.run(bench.Settings(models=("vgg",)))
-  with pytest.raises(ValueError, match="unknown systems"):
-    bench.run(bench.Settings(systems=("pytorch",)))
+# ------------------------------------------------------ training speed
+def test_training_throughput_of_the_mlp(real_data_dir):
+  result = train_speed.measure("mlp", rows=256, repeats=1, data_dir=str(real_data_dir))
+  assert result["rows"] == 256 and result["batch_size"] == 128
+  assert result["keras_samples_per_s"] > 0 and result["jax_samples_per_s"] > 0
+  assert len(result["epoch_seconds"]["jax"]) == 1
+  assert "| mlp | 256 | 128 |" in train_speed.markdown([result])
+
+
+# --------------------------------------------------------- command line
+def test_a_worker_process_loads_no_framework_by_importing_bench():
+  code = ("import sys, bench.worker; print(' '.join(sorted({m.split('.')[0] "
+          "for m in sys.modules})))")
+  done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                        text=True, timeout=300, check=True)
+  loaded = set(done.stdout.split())
+  assert not loaded & {"jax", "tensorflow", "keras", "jaxnets", "port", "train", "flags"}
 
 
 def test_command_line_run_with_memory_and_cold_start(tmp_path):
@@ -271,15 +253,16 @@ def test_command_line_run_with_memory_and_cold_start(tmp_path):
   json_out, chart_out = tmp_path / "bench.json", tmp_path / "bench.png"
   env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
   done = subprocess.run(
-      [sys.executable, "-m", "port.bench", "--tiny", "--models=mlp", "--batch_sizes=2",
+      [sys.executable, "-m", "bench", "--models=mlp", "--batch_sizes=2",
        "--systems=keras_predict,port_predict", "--repeats=1", "--latency_repeats=2",
-       "--num_inputs=4", "--cold_start_repeats=1", f"--json_out={json_out}",
-       f"--chart_out={chart_out}"],
+       "--num_inputs=4", "--cold_start_repeats=1", "--matmul_sizes=128",
+       f"--json_out={json_out}", f"--chart_out={chart_out}"],
       cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
   assert done.returncode == 0, done.stderr[-3000:]
   assert "## mlp: seeded random" in done.stdout
   results = json.loads(json_out.read_text())
   assert results["markdown"] in done.stdout
+  assert results["environment"]["command"].startswith("python -m bench --models=mlp")
   record = results["models"][0]
   for system in ("keras_predict", "port_predict"):
     memory = record["systems"][system]["memory"]
@@ -293,9 +276,12 @@ def test_command_line_run_with_memory_and_cold_start(tmp_path):
   assert chart_out.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_command_line_rejects_bad_flags():
-  done = subprocess.run([sys.executable, "-m", "port.bench", "--models=vgg", "--tiny"],
-                        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-                        check=False)
+@pytest.mark.parametrize("args, message", [
+    (["--models=vgg"], "unknown models"),
+    (["--preset=train_speed", "--systems=port_jit"], "not read by --preset=train_speed"),
+])
+def test_command_line_rejects_bad_flags(args, message):
+  done = subprocess.run([sys.executable, "-m", "bench", *args], cwd=REPO_ROOT,
+                        capture_output=True, text=True, timeout=300, check=False)
   assert done.returncode != 0
-  assert "unknown models" in done.stderr
+  assert message in done.stderr

@@ -27,6 +27,7 @@ import os
 import pathlib
 import platform
 import shutil
+import statistics
 import time
 from typing import Any, Callable, Optional
 
@@ -35,7 +36,6 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 import port
-from port import timing
 from train import data as data_lib
 from train import models
 from train import report
@@ -383,6 +383,22 @@ def _fit_jax(job: Job, dataset: Dataset, settings: Settings):
   return port.to_keras(trained), curves, train_time, result.epoch_times, result.best_epoch
 
 
+def _interleaved_medians(systems: dict[str, Callable[[], object]], repeats: int
+                         ) -> dict[str, float]:
+  """Median seconds of each function over ``repeats`` rounds run in turn (A B A
+  B ...) after one warm-up round, so that drifts in machine load hit all alike.
+  (``bench/timing.py`` is the benchmark's fuller version, with per-round ratios.)"""
+  for fn in systems.values():
+    fn()
+  times = {name: [] for name in systems}
+  for _ in range(repeats):
+    for name, fn in systems.items():
+      start = time.perf_counter()
+      fn()
+      times[name].append(time.perf_counter() - start)
+  return {name: float(statistics.median(t)) for name, t in times.items()}
+
+
 def port_check(keras_model, model_path: pathlib.Path, dataset: Dataset,
                repeats: int = 3) -> dict:
   """Ports the saved model and compares it with Keras on the whole test set.
@@ -404,8 +420,7 @@ def port_check(keras_model, model_path: pathlib.Path, dataset: Dataset,
     outputs.setdefault("port", np.asarray(ported.predict(dataset.x_test,
                                                          batch_size=PREDICT_BATCH)))
 
-  timings = timing.interleaved({"keras": keras_predict, "port": port_predict},
-                               repeats=repeats, warmup=1)
+  seconds = _interleaved_medians({"keras": keras_predict, "port": port_predict}, repeats)
   keras_probs, port_probs = np.asarray(outputs["keras"]), outputs["port"]
   labels = np.arange(dataset.num_classes)
   y = dataset.y_test
@@ -420,8 +435,8 @@ def port_check(keras_model, model_path: pathlib.Path, dataset: Dataset,
       "port_macro_f1": f1(port_pred), "port_accuracy": float(np.mean(port_pred == y)),
       "agreement_pct": float(100.0 * np.mean(keras_pred == port_pred)),
       "max_abs_diff": float(np.max(np.abs(keras_probs - port_probs))),
-      "keras_infer_s": float(timings["median"]["keras"]),
-      "port_infer_s": float(timings["median"]["port"]),
+      "keras_infer_s": seconds["keras"],
+      "port_infer_s": seconds["port"],
   }
   problems = []
   if result["agreement_pct"] < 100.0:
