@@ -32,130 +32,38 @@ input features and ``u`` units:
 For a text model (first layer an ``Embedding`` with ``mask_zero``) the real
 length of a row is the index of its last non-zero token plus one, and every
 layer that runs over time is counted at that length.
+
+The per-layer formulas live with everything else about each layer, in its port
+record (``port/converters``); this module applies them to whole models.
 """
 
-import math
 from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnets import batching
 from jaxnets.layers import base
-from jaxnets.layers import conv
-from jaxnets.layers import core
 from jaxnets.layers import embedding
-from jaxnets.layers import normalization
-from jaxnets.layers import pooling
-from jaxnets.layers import recurrent
+from port import registry
 
 Shape = tuple[int, ...]
 
 
 class UnknownLayerError(ValueError):
-  """A layer class this module has no FLOP formula for."""
-
-
-def _act(name: str, elements: int) -> int:
-  return 0 if name == "linear" else elements
-
-
-# Each counter: (layer, input shape, output shape) -> FLOPs for ONE example;
-# shapes exclude the batch axis.
-def _dense(layer: core.Dense, in_shape: Shape, out_shape: Shape) -> int:
-  positions = math.prod(in_shape[:-1])
-  per_output = 2 * in_shape[-1] + int(layer.use_bias)
-  return positions * layer.units * per_output + _act(layer.activation, math.prod(out_shape))
-
-
-def _conv(layer: conv.Conv, in_shape: Shape, out_shape: Shape) -> int:
-  outputs = math.prod(out_shape)
-  per_output = 2 * math.prod(layer.kernel_size) * in_shape[-1] // layer.groups
-  return outputs * (per_output + int(layer.use_bias)) + _act(layer.activation, outputs)
-
-
-def _pooling(layer: pooling.Pooling, in_shape: Shape, out_shape: Shape) -> int:
-  window = math.prod(layer.pool_size)
-  per_output = window - 1 if layer.reducer == "max" else window
-  return math.prod(out_shape) * per_output
-
-
-def _global_pooling(reducer: str, in_shape: Shape) -> int:
-  cells, channels = math.prod(in_shape[:-1]), in_shape[-1]
-  return channels * (cells - 1 if reducer == "max" else cells)
-
-
-def _elementwise(per_element: int) -> Callable:
-  return lambda layer, in_shape, out_shape: per_element * math.prod(in_shape)
-
-
-def _free(layer, in_shape, out_shape) -> int:
-  return 0
-
-
-def _activation_layer(layer, in_shape, out_shape) -> int:
-  name = getattr(layer, "activation", "relu")  # ReLU/Softmax layers: 1 per element
-  return _act(name, math.prod(in_shape))
-
-
-def _cell_step(cell: recurrent._Recurrent, features: int) -> int:  # pylint: disable=protected-access
-  """FLOPs of one time step of one direction of ``cell``."""
-  u = cell.units
-  width = cell.gates * u
-  matmuls = 2 * features * width + 2 * u * width
-  if isinstance(cell, recurrent.LSTM):
-    bias = width if cell.use_bias else 0
-    return matmuls + width + bias + 5 * u + 4 * u
-  if isinstance(cell, recurrent.GRU):
-    bias = (2 * width if cell.reset_after else width) if cell.use_bias else 0
-    return matmuls + bias + 11 * u
-  if isinstance(cell, recurrent.SimpleRNN):
-    bias = u if cell.use_bias else 0
-    return matmuls + u + bias + _act(cell.activation, u)
-  raise UnknownLayerError(f"no FLOP formula for recurrent cell {type(cell).__name__}")
-
-
-def _recurrent(layer, in_shape: Shape, out_shape: Shape) -> int:
-  steps, features = in_shape[0], in_shape[-1]
-  return steps * _cell_step(layer, features)
-
-
-def _bidirectional(layer: recurrent.Bidirectional, in_shape: Shape, out_shape: Shape) -> int:
-  steps, features = in_shape[0], in_shape[-1]
-  flops = steps * (_cell_step(layer.forward_layer, features)
-                   + _cell_step(layer.backward_layer, features))
-  merge = {"concat": 0, "sum": 1, "mul": 1, "ave": 2}[layer.merge_mode]
-  return flops + merge * math.prod(out_shape)
-
-
-# Most specific class first: isinstance picks the first match.
-_COUNTERS: tuple[tuple[type, Callable], ...] = (
-    (core.Dense, _dense),
-    (conv.Conv, _conv),
-    (pooling.Pooling, _pooling),
-    (pooling.GlobalPooling, lambda l, i, o: _global_pooling(l.reducer, i)),
-    (recurrent.GlobalMaxPooling1D, lambda l, i, o: _global_pooling("max", i)),
-    (recurrent.GlobalAveragePooling1D, lambda l, i, o: _global_pooling("average", i)),
-    (normalization.BatchNormalization, _elementwise(2)),
-    (embedding.Embedding, _free),
-    (embedding.Masking, _elementwise(1)),
-    (recurrent.Bidirectional, _bidirectional),
-    (recurrent._Recurrent, _recurrent),  # pylint: disable=protected-access
-    (core.Activation, _activation_layer),
-    (core.ReLU, _activation_layer),
-    (core.Softmax, _activation_layer),
-    (core.Dropout, _free),
-    (core.Flatten, _free),
-    (core.Reshape, _free),
-)
+  """A layer class with no FLOP formula (no port record for it or its bases)."""
 
 
 def counter_for(layer: base.Layer) -> Callable:
-  for cls, counter in _COUNTERS:
-    if isinstance(layer, cls):
-      return counter
+  """The FLOP formula of ``layer``: its class's port record (the closest registered
+  base class for a subclass), ``(layer, input shape, output shape) -> FLOPs``."""
+  known = registry.layer_classes()
+  for cls in type(layer).__mro__:
+    if cls in known:
+      return registry.record_for(cls).flops
   raise UnknownLayerError(f"no FLOP formula for jaxnets layer class {type(layer).__name__} "
-                          f"(layer {layer.name!r})")
+                          f"(layer {layer.name!r}): register a port record for it")
 
 
 def _input_dtype(layer: base.Layer):
@@ -196,11 +104,7 @@ def per_layer(model, example_shape: Sequence[int]) -> list[tuple[str, str, int]]
   return rows
 
 
-def real_lengths(tokens: np.ndarray) -> np.ndarray:
-  """Index of the last non-zero token + 1 per row (0 for an all-padding row)."""
-  nonzero = np.asarray(tokens).reshape(len(tokens), -1) != 0
-  last = np.argmax(nonzero[:, ::-1], axis=1)
-  return np.where(nonzero.any(axis=1), nonzero.shape[1] - last, 0)
+real_lengths = batching.real_lengths
 
 
 def is_text(model) -> bool:
