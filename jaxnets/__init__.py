@@ -15,6 +15,5 @@ from jaxnets import text
 from jaxnets.errors import InputError
 from jaxnets.model import Model, load
 
-__all__ = ["activations", "batching", "layers", "settings", "text", "InputError", "Model",
-           "load"]
+__all__ = ["activations", "batching", "layers", "settings", "text", "InputError", "Model", "load"]
 __version__ = "0.1.0"

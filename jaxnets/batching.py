@@ -115,13 +115,21 @@ class Batcher:
       to ``batch_size``.
   """
 
-  def __init__(self, x: np.ndarray, batch_size: int, *, per_row: Sequence[np.ndarray] = (),
-               trim: bool = False, shrink_partial: bool = False):
+  def __init__(
+    self,
+    x: np.ndarray,
+    batch_size: int,
+    *,
+    per_row: Sequence[np.ndarray] = (),
+    trim: bool = False,
+    shrink_partial: bool = False,
+  ):
     self.batch_size = check_batch_size(batch_size)
     self.arrays = (x,) + tuple(per_row)
     if any(len(a) != len(x) for a in self.arrays):
-      raise ValueError(f"every per-row array needs {len(x)} rows, got "
-                       f"{[len(a) for a in self.arrays]}")
+      raise ValueError(
+        f"every per-row array needs {len(x)} rows, got {[len(a) for a in self.arrays]}"
+      )
     self.trim = trim
     self.shrink_partial = shrink_partial
     self.lengths = real_lengths(x) if trim else None
@@ -143,7 +151,7 @@ class Batcher:
       if order is None:  # slices are views: no copy of a large float input
         index = slice(start, start + self.batch_size)
       else:
-        index = order[start:start + self.batch_size]
+        index = order[start : start + self.batch_size]
       arrays = [a[index] for a in self.arrays]
       rows = len(arrays[0])
       if self.trim:
@@ -151,8 +159,7 @@ class Batcher:
         arrays[0] = arrays[0][:, :cut]
       missing = padded_rows(rows, self.batch_size, self.devices, self.shrink_partial) - rows
       if missing:
-        arrays = [np.concatenate([a, np.zeros((missing,) + a.shape[1:], a.dtype)])
-                  for a in arrays]
+        arrays = [np.concatenate([a, np.zeros((missing,) + a.shape[1:], a.dtype)]) for a in arrays]
       if self.sharding is not None:
         arrays = [jax.device_put(a, self.sharding) for a in arrays]
       yield Batch(tuple(arrays), rows)

@@ -26,6 +26,7 @@ import numpy as np
 
 from jaxnets import batching
 from jaxnets.errors import InputError
+
 # ``load`` rebuilds layers and preprocessors by class name from the registry in
 # ``jaxnets.layers.base``: importing the package jaxnets.layers (done here,
 # before ``base``) registers every layer family, and the package jaxnets
@@ -55,9 +56,16 @@ class Model:
     name: the model's name (the Keras model's, when ported).
   """
 
-  def __init__(self, layers: Sequence[base.Layer], params: dict[str, Any], *,
-               input_shape: Sequence[int | None], input_dtype: str = "float32",
-               preprocessor=None, name: str = "model"):
+  def __init__(
+    self,
+    layers: Sequence[base.Layer],
+    params: dict[str, Any],
+    *,
+    input_shape: Sequence[int | None],
+    input_dtype: str = "float32",
+    preprocessor=None,
+    name: str = "model",
+  ):
     names = [layer.name for layer in layers]
     if len(set(names)) != len(names):
       raise ValueError(f"layer names must be unique, got {names}")
@@ -80,8 +88,7 @@ class Model:
     mask = None
     for index, layer in enumerate(self.layers):
       layer_rng = None if rng is None else jax.random.fold_in(rng, index)
-      x, mask = layer.apply(params.get(layer.name, {}), x, mask,
-                            training=training, rng=layer_rng)
+      x, mask = layer.apply(params.get(layer.name, {}), x, mask, training=training, rng=layer_rng)
     return x
 
   def init(self, rng: jax.Array) -> dict[str, Any]:
@@ -95,7 +102,8 @@ class Model:
       if layer_params:
         params[layer.name] = layer_params
       x, mask = jax.eval_shape(
-          lambda p, v, m, layer=layer: layer.apply(p, v, m), layer_params, x, mask)
+        lambda p, v, m, layer=layer: layer.apply(p, v, m), layer_params, x, mask
+      )
     return params
 
   def __call__(self, x) -> jax.Array:
@@ -119,14 +127,16 @@ class Model:
     batch_size = batching.check_batch_size(batch_size)
     x = self.prepare_inputs(x)
     if x.shape[0] == 0:
-      out = jax.eval_shape(self.apply, self.params,
-                           jax.ShapeDtypeStruct((1,) + x.shape[1:], x.dtype))
+      out = jax.eval_shape(
+        self.apply, self.params, jax.ShapeDtypeStruct((1,) + x.shape[1:], x.dtype)
+      )
       return np.zeros((0,) + out.shape[1:], out.dtype)
     batcher = batching.Batcher(x, batch_size, trim=self._trims_padding, shrink_partial=True)
     order = batcher.length_order()
     # Dispatch every batch before reading any back: host work overlaps compute.
-    pending = [(self._forward(self.params, batch.arrays[0]), batch.rows)
-               for batch in batcher(order)]
+    pending = [
+      (self._forward(self.params, batch.arrays[0]), batch.rows) for batch in batcher(order)
+    ]
     out = np.concatenate([np.asarray(y)[:rows] for y, rows in pending])
     return batching.unsort(out, order)
 
@@ -169,8 +179,10 @@ class Model:
     rows = [("Layer (type)", "Output Shape", "Param #")]
     total = 0
     for layer, shape in zip(self.layers, shapes):
-      count = sum(int(np.prod(leaf.shape)) for leaf in
-                  jax.tree_util.tree_leaves(self.params.get(layer.name, {})))
+      count = sum(
+        int(np.prod(leaf.shape))
+        for leaf in jax.tree_util.tree_leaves(self.params.get(layer.name, {}))
+      )
       total += count
       rows.append((f"{layer.name} ({type(layer).__name__})", str(shape), f"{count:,}"))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
@@ -203,14 +215,14 @@ class Model:
     directory = os.path.abspath(os.fspath(directory))
     os.makedirs(directory, exist_ok=True)
     architecture = {
-        "format_version": FORMAT_VERSION,
-        "name": self.name,
-        "input_shape": list(self.input_shape),
-        "input_dtype": self.input_dtype,
-        "layers": [{"class": type(l).__name__, "config": l.get_config()} for l in self.layers],
-        "preprocessor": None if self.preprocessor is None else {
-            "class": type(self.preprocessor).__name__,
-            "config": self.preprocessor.get_config()},
+      "format_version": FORMAT_VERSION,
+      "name": self.name,
+      "input_shape": list(self.input_shape),
+      "input_dtype": self.input_dtype,
+      "layers": [{"class": type(l).__name__, "config": l.get_config()} for l in self.layers],
+      "preprocessor": None
+      if self.preprocessor is None
+      else {"class": type(self.preprocessor).__name__, "config": self.preprocessor.get_config()},
     }
     params = jax.tree_util.tree_map(np.asarray, self.params)
     checkpointer = ocp.StandardCheckpointer()
@@ -237,18 +249,25 @@ class Model:
 
   def _layer_output_shapes(self) -> list[tuple]:
     """Output shape of every layer; dims that vary with a free input dim are None."""
+
     def shapes_for(free_dim):
       x = jax.ShapeDtypeStruct((2,) + self._concrete_input_shape(free_dim), self._compute_dtype)
       mask, result = None, []
       for layer in self.layers:
         x, mask = jax.eval_shape(
-            lambda p, v, m, layer=layer: layer.apply(p, v, m),
-            self.params.get(layer.name, {}), x, mask)
+          lambda p, v, m, layer=layer: layer.apply(p, v, m),
+          self.params.get(layer.name, {}),
+          x,
+          mask,
+        )
         result.append(x.shape)
       return result
+
     first, second = shapes_for(7), shapes_for(11)
-    return [(None,) + tuple(a if a == b else None for a, b in zip(s1[1:], s2[1:]))
-            for s1, s2 in zip(first, second)]
+    return [
+      (None,) + tuple(a if a == b else None for a, b in zip(s1[1:], s2[1:]))
+      for s1, s2 in zip(first, second)
+    ]
 
   def _padding_can_be_trimmed(self) -> bool:
     if self.input_dtype == "float32" or not self.layers:
@@ -263,21 +282,25 @@ class Model:
 
   def _strings(self, x) -> list[str]:
     if isinstance(x, str):
-      raise InputError(f"model {self.name!r} takes a batch of strings (a list), "
-                       "got a single str; wrap it in a list")
+      raise InputError(
+        f"model {self.name!r} takes a batch of strings (a list), "
+        "got a single str; wrap it in a list"
+      )
     array = np.asarray(x, dtype=object) if not isinstance(x, np.ndarray) else x
     if array.ndim == 2 and array.shape[1] == 1:
       array = array[:, 0]  # Keras's (batch, 1) string layout
     if array.ndim != 1:
-      raise InputError(f"model {self.name!r} takes a 1-D batch of strings, "
-                       f"got an array of shape {array.shape}")
+      raise InputError(
+        f"model {self.name!r} takes a 1-D batch of strings, got an array of shape {array.shape}"
+      )
     values = []
     for i, item in enumerate(array):
       if isinstance(item, bytes):
         item = item.decode("utf-8")
       if not isinstance(item, str):
-        raise InputError(f"model {self.name!r} takes strings; item {i} is "
-                         f"{type(item).__name__}: {item!r:.60}")
+        raise InputError(
+          f"model {self.name!r} takes strings; item {i} is {type(item).__name__}: {item!r:.60}"
+        )
       values.append(item)
     return values
 
@@ -287,20 +310,27 @@ class Model:
     x = np.asarray(x)
     expected = ("batch",) + self.input_shape
     if x.dtype.kind not in "biuf":
-      raise InputError(f"model {self.name!r} expects numeric {self.input_dtype} input "
-                       f"of shape {expected}, got dtype {x.dtype}")
+      raise InputError(
+        f"model {self.name!r} expects numeric {self.input_dtype} input "
+        f"of shape {expected}, got dtype {x.dtype}"
+      )
     if x.ndim != len(expected):
-      raise InputError(f"model {self.name!r} expects input of rank {len(expected)} "
-                       f"{expected}, got shape {x.shape} (rank {x.ndim})")
+      raise InputError(
+        f"model {self.name!r} expects input of rank {len(expected)} "
+        f"{expected}, got shape {x.shape} (rank {x.ndim})"
+      )
     for axis, (want, got) in enumerate(zip(self.input_shape, x.shape[1:]), start=1):
       if want is not None and want != got:
-        raise InputError(f"model {self.name!r} expects input of shape {expected}; "
-                         f"axis {axis} has size {got}, expected {want}")
+        raise InputError(
+          f"model {self.name!r} expects input of shape {expected}; "
+          f"axis {axis} has size {got}, expected {want}"
+        )
     if self.input_dtype == "int32":
       if x.dtype.kind == "f":
         if not np.all(np.isfinite(x)) or not np.all(x == np.round(x)):
-          raise InputError(f"model {self.name!r} expects integer token ids, got "
-                           f"non-integer {x.dtype} values")
+          raise InputError(
+            f"model {self.name!r} expects integer token ids, got non-integer {x.dtype} values"
+          )
       return x.astype(np.int32, copy=False)
     # copy=False: a float32 batch is used as given (no copy of a large input).
     return x.astype(np.float32, copy=False)
@@ -321,8 +351,7 @@ def load(directory: str | os.PathLike) -> Model:
     raise ValueError(f"cannot read {arch_path}: {e}") from e
   if arch.get("format_version") != FORMAT_VERSION:
     raise ValueError(f"{arch_path}: unsupported format_version {arch.get('format_version')!r}")
-  layers = [base.layer_class(spec["class"]).from_config(spec["config"])
-            for spec in arch["layers"]]
+  layers = [base.layer_class(spec["class"]).from_config(spec["config"]) for spec in arch["layers"]]
   preprocessor = None
   if arch.get("preprocessor"):
     spec = arch["preprocessor"]
@@ -331,9 +360,14 @@ def load(directory: str | os.PathLike) -> Model:
   if not os.path.isdir(params_path):
     raise FileNotFoundError(f"{directory}: missing parameter checkpoint {PARAMS_DIR}/")
   params = ocp.StandardCheckpointer().restore(params_path)
-  return Model(layers, params, input_shape=arch["input_shape"],
-               input_dtype=arch["input_dtype"], preprocessor=preprocessor,
-               name=arch.get("name", "model"))
+  return Model(
+    layers,
+    params,
+    input_shape=arch["input_shape"],
+    input_dtype=arch["input_dtype"],
+    preprocessor=preprocessor,
+    name=arch.get("name", "model"),
+  )
 
 
 def _write_atomic(path: str, text: str) -> None:

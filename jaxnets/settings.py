@@ -60,8 +60,9 @@ class Settings:
     if self.rnn_row_block_floats < 1:
       raise ValueError(f"rnn_row_block_floats must be positive, got {self.rnn_row_block_floats}")
     if self.conv_pad_odd_channels_below < 0:
-      raise ValueError("conv_pad_odd_channels_below must be >= 0, got "
-                       f"{self.conv_pad_odd_channels_below}")
+      raise ValueError(
+        f"conv_pad_odd_channels_below must be >= 0, got {self.conv_pad_odd_channels_below}"
+      )
 
 
 def _parse(field: dataclasses.Field, name: str, text: str):

@@ -68,15 +68,21 @@ class TextVectorizer:
 
   def __post_init__(self):
     if self.standardize not in STANDARDIZE_MODES:
-      raise ValueError(f"TextVectorizer {self.name!r}: standardize={self.standardize!r} "
-                       f"is not supported (supported: {STANDARDIZE_MODES})")
+      raise ValueError(
+        f"TextVectorizer {self.name!r}: standardize={self.standardize!r} "
+        f"is not supported (supported: {STANDARDIZE_MODES})"
+      )
     if self.split not in SPLIT_MODES:
-      raise ValueError(f"TextVectorizer {self.name!r}: split={self.split!r} "
-                       f"is not supported (supported: {SPLIT_MODES})")
+      raise ValueError(
+        f"TextVectorizer {self.name!r}: split={self.split!r} "
+        f"is not supported (supported: {SPLIT_MODES})"
+      )
     vocabulary = tuple(self.vocabulary)
     if vocabulary[:2] != (PAD_TOKEN, OOV_TOKEN):
-      raise ValueError(f"TextVectorizer {self.name!r}: the vocabulary must start with "
-                       f"{PAD_TOKEN!r}, {OOV_TOKEN!r}; got {list(vocabulary[:2])}")
+      raise ValueError(
+        f"TextVectorizer {self.name!r}: the vocabulary must start with "
+        f"{PAD_TOKEN!r}, {OOV_TOKEN!r}; got {list(vocabulary[:2])}"
+      )
     object.__setattr__(self, "vocabulary", vocabulary)
 
   @functools.cached_property
@@ -105,8 +111,7 @@ class TextVectorizer:
   def __call__(self, texts: Sequence[str]) -> np.ndarray:
     """Token ids ``int32 (len(texts), length)``, 0 = padding, 1 = unknown."""
     if isinstance(texts, str):
-      raise TypeError(f"TextVectorizer {self.name!r} takes a sequence of strings, "
-                      "got a single str")
+      raise TypeError(f"TextVectorizer {self.name!r} takes a sequence of strings, got a single str")
     lookup = self._ids
     rows = [[lookup.get(token, 1) for token in self.tokenize(text)] for text in texts]
     length = self.output_sequence_length
@@ -115,19 +120,25 @@ class TextVectorizer:
     out = np.zeros((len(rows), length), np.int32)
     for i, row in enumerate(rows):
       row = row[:length]
-      out[i, :len(row)] = row
+      out[i, : len(row)] = row
     return out
 
   def __repr__(self) -> str:
-    return (f"TextVectorizer(name={self.name!r}, vocabulary_size={self.vocabulary_size}, "
-            f"standardize={self.standardize!r}, split={self.split!r}, "
-            f"output_sequence_length={self.output_sequence_length})")
+    return (
+      f"TextVectorizer(name={self.name!r}, vocabulary_size={self.vocabulary_size}, "
+      f"standardize={self.standardize!r}, split={self.split!r}, "
+      f"output_sequence_length={self.output_sequence_length})"
+    )
 
   def get_config(self) -> dict[str, Any]:
-    return {"name": self.name, "vocabulary": list(self.vocabulary),
-            "standardize": self.standardize, "split": self.split,
-            "output_sequence_length": self.output_sequence_length,
-            "max_tokens": self.max_tokens}
+    return {
+      "name": self.name,
+      "vocabulary": list(self.vocabulary),
+      "standardize": self.standardize,
+      "split": self.split,
+      "output_sequence_length": self.output_sequence_length,
+      "max_tokens": self.max_tokens,
+    }
 
   @classmethod
   def from_config(cls, config: dict[str, Any]) -> "TextVectorizer":

@@ -13,15 +13,27 @@ def test_real_lengths_count_to_the_last_nonzero_token():
   np.testing.assert_array_equal(batching.real_lengths(tokens), [3, 0, 5])
 
 
-@pytest.mark.parametrize("longest,max_length,expected", [
-    (0, 40, 8), (1, 40, 8), (8, 40, 8), (9, 40, 16), (37, 40, 40), (5, 6, 6)])
+@pytest.mark.parametrize(
+  "longest,max_length,expected",
+  [(0, 40, 8), (1, 40, 8), (8, 40, 8), (9, 40, 16), (37, 40, 40), (5, 6, 6)],
+)
 def test_bucketed_length(longest, max_length, expected):
   assert batching.bucketed_length(longest, max_length) == expected
 
 
-@pytest.mark.parametrize("rows,batch_size,devices,shrink,expected", [
-    (16, 16, 1, True, 16), (5, 16, 1, True, 8), (1, 16, 1, True, 1), (9, 12, 1, True, 12),
-    (5, 16, 1, False, 16), (1, 16, 4, True, 4), (6, 6, 4, True, 8), (3, 6, 4, True, 4)])
+@pytest.mark.parametrize(
+  "rows,batch_size,devices,shrink,expected",
+  [
+    (16, 16, 1, True, 16),
+    (5, 16, 1, True, 8),
+    (1, 16, 1, True, 1),
+    (9, 12, 1, True, 12),
+    (5, 16, 1, False, 16),
+    (1, 16, 4, True, 4),
+    (6, 6, 4, True, 8),
+    (3, 6, 4, True, 4),
+  ],
+)
 def test_padded_rows(rows, batch_size, devices, shrink, expected):
   assert batching.padded_rows(rows, batch_size, devices, shrink) == expected
 
@@ -43,12 +55,12 @@ def test_batcher_sorts_cuts_pads_and_unsort_restores_order():
     tokens, rows_labels = batch.arrays
     assert tokens.shape[0] == rows_labels.shape[0] == 4  # the 3-row batch padded to 4
     assert tokens.shape[1] % batching.LENGTH_BUCKET == 0 or tokens.shape[1] == 20
-    assert not tokens[batch.rows:].any() and not rows_labels[batch.rows:].any()
-    seen.append(rows_labels[:batch.rows])
+    assert not tokens[batch.rows :].any() and not rows_labels[batch.rows :].any()
+    seen.append(rows_labels[: batch.rows])
     # Cutting drops only padding: each row is its input row, shortened.
-    for tokens_row, label in zip(tokens[:batch.rows], rows_labels[:batch.rows]):
-      np.testing.assert_array_equal(x[label, :tokens.shape[1]], tokens_row)
-      assert not x[label, tokens.shape[1]:].any()
+    for tokens_row, label in zip(tokens[: batch.rows], rows_labels[: batch.rows]):
+      np.testing.assert_array_equal(x[label, : tokens.shape[1]], tokens_row)
+      assert not x[label, tokens.shape[1] :].any()
   np.testing.assert_array_equal(batching.unsort(np.concatenate(seen), order), labels)
 
 
@@ -71,8 +83,9 @@ def test_settings_override_configure_and_environment():
   with pytest.raises(TypeError):
     settings.configure(no_such_setting=1)
   env = {"JAXNETS_RNN_ROW_BLOCK_FLOATS": "32768", "JAXNETS_RNN_SKIP_PADDED_STEPS": "false"}
-  assert settings.from_environment(env) == settings.Settings(rnn_row_block_floats=32768,
-                                                             rnn_skip_padded_steps=False)
+  assert settings.from_environment(env) == settings.Settings(
+    rnn_row_block_floats=32768, rnn_skip_padded_steps=False
+  )
   with pytest.raises(ValueError, match="JAXNETS_RNN_SKIP_PADDED_STEPS"):
     settings.from_environment({"JAXNETS_RNN_SKIP_PADDED_STEPS": "maybe"})
 

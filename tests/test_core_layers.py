@@ -8,17 +8,39 @@ import port
 from jaxnets import activations
 from tests import parity
 
-ACTIVATIONS = ["linear", "relu", "sigmoid", "tanh", "softmax", "gelu", "elu", "selu",
-               "softplus", "swish", "silu", "leaky_relu", "hard_sigmoid", "relu6",
-               "softsign", "mish", "exponential", "hard_silu", "log_softmax"]
+ACTIVATIONS = [
+  "linear",
+  "relu",
+  "sigmoid",
+  "tanh",
+  "softmax",
+  "gelu",
+  "elu",
+  "selu",
+  "softplus",
+  "swish",
+  "silu",
+  "leaky_relu",
+  "hard_sigmoid",
+  "relu6",
+  "softsign",
+  "mish",
+  "exponential",
+  "hard_silu",
+  "log_softmax",
+]
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("use_bias", [True, False])
 def test_dense_matches_keras(activation, use_bias):
-  model = keras.Sequential([keras.Input((7,)),
-                            keras.layers.Dense(5, activation=activation, use_bias=use_bias),
-                            keras.layers.Dense(4, activation="softmax")])
+  model = keras.Sequential(
+    [
+      keras.Input((7,)),
+      keras.layers.Dense(5, activation=activation, use_bias=use_bias),
+      keras.layers.Dense(4, activation="softmax"),
+    ]
+  )
   parity.randomize_weights(model, seed=3)
   x = np.random.default_rng(1).normal(size=(19, 7)).astype(np.float32)
   parity.assert_matches_keras(model, x)
@@ -31,9 +53,17 @@ def test_activation_layer_matches_keras(name):
   parity.assert_matches_keras(model, x, classifier=False)
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"max_value": 1.5}, {"negative_slope": 0.1},
-                                    {"threshold": 0.4, "negative_slope": 0.2},
-                                    {"threshold": 0.3, "max_value": 6.0}, {"max_value": 6.0}])
+@pytest.mark.parametrize(
+  "kwargs",
+  [
+    {},
+    {"max_value": 1.5},
+    {"negative_slope": 0.1},
+    {"threshold": 0.4, "negative_slope": 0.2},
+    {"threshold": 0.3, "max_value": 6.0},
+    {"max_value": 6.0},
+  ],
+)
 def test_relu_layer_matches_keras(kwargs):
   model = keras.Sequential([keras.Input((10,)), keras.layers.ReLU(**kwargs)])
   x = np.random.default_rng(4).normal(scale=2.0, size=(8, 10)).astype(np.float32)
@@ -41,10 +71,17 @@ def test_relu_layer_matches_keras(kwargs):
 
 
 def test_dense_on_sequences_and_reshape_flatten():
-  model = keras.Sequential([keras.Input((4, 3)), keras.layers.Dense(6, activation="tanh"),
-                            keras.layers.Reshape((6, 4)), keras.layers.Flatten(),
-                            keras.layers.LeakyReLU(negative_slope=0.05),
-                            keras.layers.Dropout(0.5), keras.layers.Softmax()])
+  model = keras.Sequential(
+    [
+      keras.Input((4, 3)),
+      keras.layers.Dense(6, activation="tanh"),
+      keras.layers.Reshape((6, 4)),
+      keras.layers.Flatten(),
+      keras.layers.LeakyReLU(negative_slope=0.05),
+      keras.layers.Dropout(0.5),
+      keras.layers.Softmax(),
+    ]
+  )
   parity.randomize_weights(model, seed=5)
   x = np.random.default_rng(5).normal(size=(9, 4, 3)).astype(np.float32)
   parity.assert_matches_keras(model, x)
@@ -56,9 +93,14 @@ def test_every_activation_name_is_known_to_keras():
 
 
 def test_unsupported_options_are_listed_all_at_once():
-  model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3),
-                            keras.layers.Dropout(0.1, noise_shape=(None, 1), name="drop"),
-                            keras.layers.Dense(2, activation=lambda t: t * 2, name="custom")])
+  model = keras.Sequential(
+    [
+      keras.Input((6,)),
+      keras.layers.Dense(3),
+      keras.layers.Dropout(0.1, noise_shape=(None, 1), name="drop"),
+      keras.layers.Dense(2, activation=lambda t: t * 2, name="custom"),
+    ]
+  )
   problems = port.unsupported(model)
   assert [p[0] for p in problems] == ["drop", "custom"]
   assert "noise_shape" in problems[0][2]
@@ -67,10 +109,11 @@ def test_unsupported_options_are_listed_all_at_once():
 
 
 def test_nested_sequential_is_flattened():
-  inner = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, activation="relu"),
-                            keras.layers.Dense(4)], name="inner")
-  outer = keras.Sequential([keras.Input((6,)), inner,
-                            keras.layers.Dense(3, activation="softmax")])
+  inner = keras.Sequential(
+    [keras.Input((6,)), keras.layers.Dense(5, activation="relu"), keras.layers.Dense(4)],
+    name="inner",
+  )
+  outer = keras.Sequential([keras.Input((6,)), inner, keras.layers.Dense(3, activation="softmax")])
   parity.randomize_weights(outer, seed=6)
   x = np.random.default_rng(6).normal(size=(7, 6)).astype(np.float32)
   model = parity.assert_matches_keras(outer, x)

@@ -33,32 +33,66 @@ def _x64():
   if hasattr(jax, "enable_x64"):
     return jax.enable_x64(True)
   from jax.experimental import enable_x64  # pylint: disable=import-outside-toplevel
+
   return enable_x64()
 
 
 def _gradient_cases():
   rng = np.random.default_rng(0)
   text = _tokens(rng, 5, 7, 12)
-  yield "dense", [keras.Input((6,)), keras.layers.Dense(4, activation="tanh"),
-                  keras.layers.Dense(3, activation="softmax")], rng.normal(size=(4, 6))
-  yield "cnn", [keras.Input((7, 6, 2)), keras.layers.Conv2D(3, 3, padding="same",
-                                                             activation="elu"),
-                keras.layers.BatchNormalization(), keras.layers.AveragePooling2D(2),
-                keras.layers.MaxPooling2D(2, strides=1, padding="same"), keras.layers.Flatten(),
-                keras.layers.Dense(3, activation="softmax")], rng.normal(size=(3, 7, 6, 2))
-  for name, cell in (("simple_rnn", keras.layers.SimpleRNN(4)), ("lstm", keras.layers.LSTM(4)),
-                     ("gru", keras.layers.GRU(4))):
-    yield name, [keras.Input((7,), dtype="int32"), keras.layers.Embedding(12, 5, mask_zero=True),
-                 cell, keras.layers.Dense(3, activation="softmax")], text
-  yield "bi_lstm_stacked", [
-      keras.Input((7,), dtype="int32"), keras.layers.Embedding(12, 5, mask_zero=True),
+  yield (
+    "dense",
+    [
+      keras.Input((6,)),
+      keras.layers.Dense(4, activation="tanh"),
+      keras.layers.Dense(3, activation="softmax"),
+    ],
+    rng.normal(size=(4, 6)),
+  )
+  yield (
+    "cnn",
+    [
+      keras.Input((7, 6, 2)),
+      keras.layers.Conv2D(3, 3, padding="same", activation="elu"),
+      keras.layers.BatchNormalization(),
+      keras.layers.AveragePooling2D(2),
+      keras.layers.MaxPooling2D(2, strides=1, padding="same"),
+      keras.layers.Flatten(),
+      keras.layers.Dense(3, activation="softmax"),
+    ],
+    rng.normal(size=(3, 7, 6, 2)),
+  )
+  for name, cell in (
+    ("simple_rnn", keras.layers.SimpleRNN(4)),
+    ("lstm", keras.layers.LSTM(4)),
+    ("gru", keras.layers.GRU(4)),
+  ):
+    yield (
+      name,
+      [
+        keras.Input((7,), dtype="int32"),
+        keras.layers.Embedding(12, 5, mask_zero=True),
+        cell,
+        keras.layers.Dense(3, activation="softmax"),
+      ],
+      text,
+    )
+  yield (
+    "bi_lstm_stacked",
+    [
+      keras.Input((7,), dtype="int32"),
+      keras.layers.Embedding(12, 5, mask_zero=True),
       keras.layers.Bidirectional(keras.layers.LSTM(3, return_sequences=True)),
       keras.layers.Bidirectional(keras.layers.SimpleRNN(3), merge_mode="ave"),
-      keras.layers.Dense(3, activation="softmax")], text
+      keras.layers.Dense(3, activation="softmax"),
+    ],
+    text,
+  )
 
 
-@pytest.mark.parametrize("name,layers,x", list(_gradient_cases()),
-                         ids=[c[0] for c in _gradient_cases()])
+@pytest.mark.parametrize(
+  "name,layers,x", list(_gradient_cases()), ids=[c[0] for c in _gradient_cases()]
+)
 def test_gradients_match_finite_differences(name, layers, x):
   keras_model = keras.Sequential(layers, name=name)
   parity.randomize_weights(keras_model, seed=1, scale=0.4)
@@ -72,17 +106,23 @@ def test_gradients_match_finite_differences(name, layers, x):
     # under jax.grad): both paths must give true gradients. (BatchNormalization
     # has no training mode, so the CNN case is checked at inference only.)
     for training in (False, True) if name != "cnn" else (False,):
+
       def objective(p, training=training):
         return jnp.sum(model.apply(p, inputs, training=training) * weights)
-      jtu.check_grads(objective, (params,), order=1, modes=["rev"], eps=1e-4, atol=1e-5,
-                      rtol=1e-4)
+
+      jtu.check_grads(objective, (params,), order=1, modes=["rev"], eps=1e-4, atol=1e-5, rtol=1e-4)
 
 
 def _small_text_model():
-  keras_model = keras.Sequential([
-      keras.Input((9,), dtype="int32"), keras.layers.Embedding(30, 8, mask_zero=True),
-      keras.layers.Bidirectional(keras.layers.LSTM(6)), keras.layers.Dropout(0.2),
-      keras.layers.Dense(3, activation="softmax")])
+  keras_model = keras.Sequential(
+    [
+      keras.Input((9,), dtype="int32"),
+      keras.layers.Embedding(30, 8, mask_zero=True),
+      keras.layers.Bidirectional(keras.layers.LSTM(6)),
+      keras.layers.Dropout(0.2),
+      keras.layers.Dense(3, activation="softmax"),
+    ]
+  )
   return port.load(keras_model)
 
 
@@ -97,8 +137,9 @@ def test_fit_learns_and_resume_gives_identical_params(tmp_path):
   model = _small_text_model()
   x, y = _text_data(256, 0)
   xv, yv = _text_data(64, 1)
-  config = jax_trainer.TrainConfig(batch_size=32, epochs=4, patience=None, seed=3,
-                                   learning_rate=0.01)
+  config = jax_trainer.TrainConfig(
+    batch_size=32, epochs=4, patience=None, seed=3, learning_rate=0.01
+  )
   logs = []
   full = jax_trainer.fit(model, x, y, xv, yv, config, log=logs.append)
   assert full.epochs_run == 4 and len(full.history["val_loss"]) == 4
@@ -109,7 +150,9 @@ def test_fit_learns_and_resume_gives_identical_params(tmp_path):
   jax_trainer.fit(model, x, y, xv, yv, config, checkpoint_dir=checkpoints, stop_after_epoch=2)
   resumed = jax_trainer.fit(model, x, y, xv, yv, config, checkpoint_dir=checkpoints)
   assert resumed.history == full.history
-  for a, b in zip(jax.tree_util.tree_leaves(full.params), jax.tree_util.tree_leaves(resumed.params)):
+  for a, b in zip(
+    jax.tree_util.tree_leaves(full.params), jax.tree_util.tree_leaves(resumed.params)
+  ):
     np.testing.assert_array_equal(a, b)
 
 
@@ -118,14 +161,14 @@ def test_early_stopping_restores_best_epoch():
   x, y = _text_data(128, 0)
   xv = np.zeros((32, 9), np.int32)  # an unlearnable validation set: val_loss soon rises
   yv = np.random.default_rng(5).integers(0, 3, 32).astype(np.int32)
-  config = jax_trainer.TrainConfig(batch_size=32, epochs=30, patience=1, seed=0,
-                                   learning_rate=0.05)
+  config = jax_trainer.TrainConfig(batch_size=32, epochs=30, patience=1, seed=0, learning_rate=0.05)
   result = jax_trainer.fit(model, x, y, xv, yv, config, log=lambda _: None)
   assert result.epochs_run < 30
   best = int(np.argmin(result.history["val_loss"])) + 1
   assert result.best_epoch == best
-  trained = type(model)(model.layers, result.params, input_shape=model.input_shape,
-                        input_dtype=model.input_dtype)
+  trained = type(model)(
+    model.layers, result.params, input_shape=model.input_shape, input_dtype=model.input_dtype
+  )
   probabilities = trained.predict(xv)
   loss = -np.mean(np.log(probabilities[np.arange(len(yv)), yv]))
   assert loss == pytest.approx(result.history["val_loss"][best - 1], rel=1e-4)
@@ -134,11 +177,18 @@ def test_early_stopping_restores_best_epoch():
 def test_to_keras_round_trip_of_a_jax_trained_model(tmp_path):
   model = _small_text_model()
   x, y = _text_data(128, 0)
-  result = jax_trainer.fit(model, x, y, x[:32], y[:32],
-                           jax_trainer.TrainConfig(batch_size=32, epochs=1),
-                           log=lambda _: None)
-  trained = type(model)(model.layers, result.params, input_shape=model.input_shape,
-                        input_dtype=model.input_dtype)
+  result = jax_trainer.fit(
+    model,
+    x,
+    y,
+    x[:32],
+    y[:32],
+    jax_trainer.TrainConfig(batch_size=32, epochs=1),
+    log=lambda _: None,
+  )
+  trained = type(model)(
+    model.layers, result.params, input_shape=model.input_shape, input_dtype=model.input_dtype
+  )
   keras_model = port.to_keras(trained)
   path = str(tmp_path / "jax_trained.keras")
   keras_model.save(path)
@@ -149,8 +199,14 @@ def test_to_keras_round_trip_of_a_jax_trained_model(tmp_path):
 def test_rejects_a_model_without_softmax_output():
   model = port.load(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]))
   with pytest.raises(ValueError, match="softmax"):
-    jax_trainer.fit(model, np.zeros((4, 4)), np.zeros(4), np.zeros((4, 4)), np.zeros(4),
-                    jax_trainer.TrainConfig(epochs=1))
+    jax_trainer.fit(
+      model,
+      np.zeros((4, 4)),
+      np.zeros(4),
+      np.zeros((4, 4)),
+      np.zeros(4),
+      jax_trainer.TrainConfig(epochs=1),
+    )
 
 
 def test_data_parallel_training_matches_one_device():
@@ -176,12 +232,24 @@ def test_data_parallel_training_matches_one_device():
   """)
   outputs = {}
   for devices in (1, 4):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-               PYTHONPATH=REPO_ROOT, JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          env=env, cwd=REPO_ROOT, timeout=300, check=False)
+    env = dict(
+      os.environ,
+      XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+      PYTHONPATH=REPO_ROOT,
+      JAX_PLATFORMS="cpu",
+    )
+    proc = subprocess.run(
+      [sys.executable, "-c", script],
+      capture_output=True,
+      text=True,
+      env=env,
+      cwd=REPO_ROOT,
+      timeout=300,
+      check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     import json  # pylint: disable=import-outside-toplevel
+
     outputs[devices] = json.loads(proc.stdout.strip().splitlines()[-1])
   assert outputs[4]["devices"] == 4 and outputs[1]["devices"] == 1
   for a, b in zip(outputs[1]["params"], outputs[4]["params"]):

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 
-SCRIPT = r'''
+SCRIPT = r"""
 import json, sys
 import numpy as np
 import jax
@@ -93,7 +93,7 @@ for name, make, x in (("cnn", cnn, images), ("lstm", lstm, tokens)):
          for i in range(0, len(padded), 2)])[:len(x)]
 np.savez(sys.argv[1], **arrays)
 print(json.dumps(report))
-'''
+"""
 
 
 def _run(tmp_path, devices: int):
@@ -102,8 +102,15 @@ def _run(tmp_path, devices: int):
   if devices > 1:
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
   out = tmp_path / f"devices{devices}.npz"
-  done = subprocess.run([sys.executable, "-c", SCRIPT, str(out)], cwd=REPO_ROOT, env=env,
-                        capture_output=True, text=True, timeout=600, check=False)
+  done = subprocess.run(
+    [sys.executable, "-c", SCRIPT, str(out)],
+    cwd=REPO_ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    check=False,
+  )
   assert done.returncode == 0, done.stderr[-3000:]
   return json.loads(done.stdout.strip().splitlines()[-1]), dict(np.load(out))
 

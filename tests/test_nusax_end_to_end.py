@@ -5,7 +5,6 @@ fed as raw strings -- then saved and reloaded with TensorFlow blocked.
 Needs the real data (``JAXNETS_DATA_DIR``); skipped without it.
 """
 
-
 import keras
 import numpy as np
 import pytest
@@ -22,6 +21,7 @@ ATOL = 1e-5
 @pytest.fixture(scope="module")
 def nusax(real_data_dir):
   from train import data  # pylint: disable=import-outside-toplevel
+
   return data.load_nusax("indonesian", real_data_dir)
 
 
@@ -31,15 +31,27 @@ def trained(nusax):
   keras.utils.set_random_seed(0)
   vectorizer = L.TextVectorization(max_tokens=5000, output_sequence_length=64)
   vectorizer.adapt(nusax.train_texts)
-  model = keras.Sequential([
-      keras.Input((1,), dtype="string"), vectorizer,
+  model = keras.Sequential(
+    [
+      keras.Input((1,), dtype="string"),
+      vectorizer,
       L.Embedding(vectorizer.vocabulary_size(), 32, mask_zero=True),
-      L.Bidirectional(L.LSTM(32)), L.Dropout(0.5), L.Dense(3, activation="softmax")])
-  model.compile(optimizer=keras.optimizers.Adam(1e-2),
-                loss=keras.losses.SparseCategoricalCrossentropy())
-  model.fit(np.asarray(nusax.train_texts, dtype=object), nusax.train_labels, epochs=3,
-            batch_size=32, verbose=0,
-            validation_data=(np.asarray(nusax.valid_texts, dtype=object), nusax.valid_labels))
+      L.Bidirectional(L.LSTM(32)),
+      L.Dropout(0.5),
+      L.Dense(3, activation="softmax"),
+    ]
+  )
+  model.compile(
+    optimizer=keras.optimizers.Adam(1e-2), loss=keras.losses.SparseCategoricalCrossentropy()
+  )
+  model.fit(
+    np.asarray(nusax.train_texts, dtype=object),
+    nusax.train_labels,
+    epochs=3,
+    batch_size=32,
+    verbose=0,
+    validation_data=(np.asarray(nusax.valid_texts, dtype=object), nusax.valid_labels),
+  )
   return model
 
 
@@ -64,8 +76,7 @@ def test_saved_port_runs_on_raw_strings_without_tensorflow(nusax, trained, tmp_p
   texts = list(nusax.test_texts)
   expected = trained.predict(np.asarray(texts, dtype=object), batch_size=64, verbose=0)
   port.load(trained).save(tmp_path / "model")
-  got = parity.predict_saved_without_tensorflow(tmp_path / "model", texts, tmp_path,
-                                                  batch_size=128)
+  got = parity.predict_saved_without_tensorflow(tmp_path / "model", texts, tmp_path, batch_size=128)
   assert float(np.max(np.abs(got - expected))) <= ATOL
   np.testing.assert_array_equal(got.argmax(-1), expected.argmax(-1))
   assert isinstance(jaxnets.load(tmp_path / "model").preprocessor, jaxnets.text.TextVectorizer)

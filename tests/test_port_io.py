@@ -25,7 +25,8 @@ _BLOCK_TF = "import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] 
 
 @pytest.fixture(scope="module")
 def keras_model():
-  model = keras.Sequential([
+  model = keras.Sequential(
+    [
       keras.Input(INPUT_SHAPE),
       L.Conv2D(6, 3, padding="same", activation="relu"),
       L.BatchNormalization(),
@@ -34,7 +35,9 @@ def keras_model():
       L.GlobalAveragePooling2D(),
       L.Dropout(0.3),
       L.Dense(5, activation="softmax"),
-  ], name="io_cnn")
+    ],
+    name="io_cnn",
+  )
   parity.randomize_weights(model, seed=7)
   return model
 
@@ -54,21 +57,25 @@ def _keras(model, x):
 
 
 def _run_without_tensorflow(code: str) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, "-c", _BLOCK_TF + textwrap.dedent(code)],
-                        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-                        check=False)
+  return subprocess.run(
+    [sys.executable, "-c", _BLOCK_TF + textwrap.dedent(code)],
+    cwd=REPO_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+  )
 
 
 # ------------------------------------------------------------ round trips
-def test_keras_file_h5_file_and_in_memory_model_predict_the_same(keras_model, images,
-                                                                 tmp_path):
+def test_keras_file_h5_file_and_in_memory_model_predict_the_same(keras_model, images, tmp_path):
   keras_path, h5_path = tmp_path / "model.keras", tmp_path / "model.h5"
   keras_model.save(keras_path)
   keras_model.save(h5_path)
   predictions = {
-      "in-memory": port.load(keras_model).predict(images),
-      ".keras": port.load(str(keras_path)).predict(images),
-      ".h5": port.load(h5_path).predict(images),  # a PathLike works too
+    "in-memory": port.load(keras_model).predict(images),
+    ".keras": port.load(str(keras_path)).predict(images),
+    ".h5": port.load(h5_path).predict(images),  # a PathLike works too
   }
   expected = _keras(keras_model, images)
   for source, got in predictions.items():
@@ -84,7 +91,7 @@ def test_saved_model_reloads_and_predicts_without_tensorflow(ported, images, tmp
       import numpy as np
       import jaxnets
       model = jaxnets.load({str(directory)!r})
-      np.save({str(tmp_path / 'y.npy')!r}, model.predict(np.load({str(tmp_path / 'x.npy')!r})))
+      np.save({str(tmp_path / "y.npy")!r}, model.predict(np.load({str(tmp_path / "x.npy")!r})))
       assert sys.modules['tensorflow'] is None and sys.modules['keras'] is None
       print(model.summary())
       """)
@@ -132,8 +139,9 @@ def test_predict_compiles_a_bounded_set_of_batch_shapes(keras_model):
   expected = model.predict(x, batch_size=32)
   for rows in list(range(1, 34)) + [63, 64, 65, 100, 299, 300]:
     # Other batch shapes compile to other kernels: equal up to float32 rounding.
-    np.testing.assert_allclose(model.predict(x[:rows], batch_size=32), expected[:rows],
-                               atol=1e-6, rtol=0)
+    np.testing.assert_allclose(
+      model.predict(x[:rows], batch_size=32), expected[:rows], atol=1e-6, rtol=0
+    )
   # Batch 32 plus the powers of two below it for short inputs: 1, 2, 4, 8, 16.
   assert model._forward._cache_size() <= 6  # pylint: disable=protected-access
 
@@ -143,18 +151,22 @@ def test_predict_of_zero_rows(ported):
 
 
 def test_call_is_the_jitted_forward(keras_model, ported, images):
-  np.testing.assert_allclose(np.asarray(ported(images[:8])), _keras(keras_model, images[:8]),
-                             atol=parity.ATOL, rtol=0)
+  np.testing.assert_allclose(
+    np.asarray(ported(images[:8])), _keras(keras_model, images[:8]), atol=parity.ATOL, rtol=0
+  )
 
 
 # ------------------------------------------------------------ input errors
-@pytest.mark.parametrize("bad,expected_message", [
+@pytest.mark.parametrize(
+  "bad,expected_message",
+  [
     (np.zeros(INPUT_SHAPE, np.float32), r"rank 4.*\('batch', 9, 11, 3\).*got shape \(9, 11, 3\)"),
     (np.zeros((2, 9, 11, 4), np.float32), r"\('batch', 9, 11, 3\).*axis 3 has size 4, expected 3"),
     (np.zeros((2, 11, 9, 3), np.float32), r"axis 1 has size 11, expected 9"),
     (np.full((2,) + INPUT_SHAPE, "a"), r"numeric float32 input.*\('batch', 9, 11, 3\).*dtype <U1"),
     (np.zeros((2,) + INPUT_SHAPE, np.complex64), r"numeric float32.*complex64"),
-])
+  ],
+)
 def test_bad_input_is_rejected_before_compiling(keras_model, bad, expected_message):
   model = port.load(keras_model)
   for call in (model.predict, model):
@@ -192,7 +204,7 @@ def test_truncated_keras_file_is_named(keras_model, tmp_path):
   keras_model.save(whole)
   data = whole.read_bytes()
   half = tmp_path / "half.keras"
-  half.write_bytes(data[:len(data) // 2])
+  half.write_bytes(data[: len(data) // 2])
   with pytest.raises(ValueError, match=re.escape(str(half)) + ".*(truncated|not a zip)"):
     port.load(half)
 

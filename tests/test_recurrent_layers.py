@@ -26,15 +26,16 @@ from tests import parity
 L = keras.layers
 VOCAB, WIDTH, EMBED, UNITS = 13, 19, 5, 4
 CELLS = {
-    "SimpleRNN": lambda **kw: L.SimpleRNN(UNITS, **kw),
-    "LSTM": lambda **kw: L.LSTM(UNITS, **kw),
-    "GRU": lambda **kw: L.GRU(UNITS, **kw),
-    "GRU_reset_before": lambda **kw: L.GRU(UNITS, reset_after=False, **kw),
+  "SimpleRNN": lambda **kw: L.SimpleRNN(UNITS, **kw),
+  "LSTM": lambda **kw: L.LSTM(UNITS, **kw),
+  "GRU": lambda **kw: L.GRU(UNITS, **kw),
+  "GRU_reset_before": lambda **kw: L.GRU(UNITS, reset_after=False, **kw),
 }
 
 
-def padded_ids(rows: int = 12, width: int = WIDTH, seed: int = 0,
-               all_padding: bool = True) -> np.ndarray:
+def padded_ids(
+  rows: int = 12, width: int = WIDTH, seed: int = 0, all_padding: bool = True
+) -> np.ndarray:
   """Token ids with trailing zero padding; lengths 0 (optional), 1, 1, full, random."""
   rng = np.random.default_rng(seed)
   x = rng.integers(1, VOCAB, size=(rows, width)).astype(np.int32)
@@ -45,8 +46,14 @@ def padded_ids(rows: int = 12, width: int = WIDTH, seed: int = 0,
   return x
 
 
-def sequence_model(*layers, embed: bool = True, mask_zero: bool = True, head: bool = False,
-                   seed: int = 7, width: int = WIDTH):
+def sequence_model(
+  *layers,
+  embed: bool = True,
+  mask_zero: bool = True,
+  head: bool = False,
+  seed: int = 7,
+  width: int = WIDTH,
+):
   """Input -> [Embedding] -> layers -> [Dense softmax], random asymmetric weights."""
   stack = [keras.Input((width,), dtype="int32"), L.Embedding(VOCAB, EMBED, mask_zero=mask_zero)]
   if not embed:
@@ -60,10 +67,14 @@ def sequence_model(*layers, embed: bool = True, mask_zero: bool = True, head: bo
 
 
 # ------------------------------------------------------------------ recurrent
-@pytest.mark.parametrize("cell,return_sequences,go_backwards,mask_zero", [
-    (c, rs, gb, mz) for c, rs, gb, mz in itertools.product(CELLS, [False, True], [False, True],
-                                                           [True, False])
-    if mz or not gb])  # go_backwards without a mask adds nothing the rest do not cover
+@pytest.mark.parametrize(
+  "cell,return_sequences,go_backwards,mask_zero",
+  [
+    (c, rs, gb, mz)
+    for c, rs, gb, mz in itertools.product(CELLS, [False, True], [False, True], [True, False])
+    if mz or not gb
+  ],
+)  # go_backwards without a mask adds nothing the rest do not cover
 def test_recurrent_matches_keras(cell, return_sequences, go_backwards, mask_zero):
   layer = CELLS[cell](return_sequences=return_sequences, go_backwards=go_backwards)
   model = sequence_model(layer, mask_zero=mask_zero)
@@ -71,13 +82,17 @@ def test_recurrent_matches_keras(cell, return_sequences, go_backwards, mask_zero
 
 
 @pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("options", [
+@pytest.mark.parametrize(
+  "options",
+  [
     {"use_bias": False, "activation": "relu"},
     # unroll gives the same numbers; dropout is the identity at inference
     {"unroll": True, "dropout": 0.3, "recurrent_dropout": 0.2, "return_sequences": True},
     {"zero_output_for_mask": True, "return_sequences": True},
     {"zero_output_for_mask": True},
-], ids=["no_bias_relu", "unroll_dropout", "zero_output_sequences", "zero_output_last"])
+  ],
+  ids=["no_bias_relu", "unroll_dropout", "zero_output_sequences", "zero_output_last"],
+)
 def test_recurrent_options_match_keras(cell, options):
   model = sequence_model(CELLS[cell](**options))
   parity.assert_matches_keras(model, padded_ids(seed=1), classifier=False, batch_size=4)
@@ -92,15 +107,22 @@ def test_recurrent_activations_match_keras(cell, recurrent_activation):
 
 
 def test_stacked_recurrent_layers_with_classifier_head():
-  model = sequence_model(L.LSTM(6, return_sequences=True), L.GRU(5, return_sequences=True),
-                         L.SimpleRNN(4), L.Dropout(0.5), head=True)
+  model = sequence_model(
+    L.LSTM(6, return_sequences=True),
+    L.GRU(5, return_sequences=True),
+    L.SimpleRNN(4),
+    L.Dropout(0.5),
+    head=True,
+  )
   ported = parity.assert_matches_keras(model, padded_ids(seed=3), batch_size=4)
   assert ported.trims_padding
 
 
 # -------------------------------------------------------------- bidirectional
-@pytest.mark.parametrize("merge_mode,cell", [
-    ("concat", "LSTM"), ("sum", "LSTM"), ("mul", "LSTM"), ("ave", "LSTM"), ("concat", "GRU")])
+@pytest.mark.parametrize(
+  "merge_mode,cell",
+  [("concat", "LSTM"), ("sum", "LSTM"), ("mul", "LSTM"), ("ave", "LSTM"), ("concat", "GRU")],
+)
 @pytest.mark.parametrize("return_sequences", [False, True])
 def test_bidirectional_matches_keras(merge_mode, return_sequences, cell):
   layer = L.Bidirectional(CELLS[cell](return_sequences=return_sequences), merge_mode=merge_mode)
@@ -118,8 +140,12 @@ def test_bidirectional_other_cells_match_keras(cell, mask_zero):
 
 def test_stacked_bidirectional_lstm_classifier():
   """The spec's model shape: Embedding -> BiLSTM (sequences) -> BiLSTM -> Dropout -> Dense."""
-  model = sequence_model(L.Bidirectional(L.LSTM(5, return_sequences=True)),
-                         L.Bidirectional(L.LSTM(4)), L.Dropout(0.3), head=True)
+  model = sequence_model(
+    L.Bidirectional(L.LSTM(5, return_sequences=True)),
+    L.Bidirectional(L.LSTM(4)),
+    L.Dropout(0.3),
+    head=True,
+  )
   ported = parity.assert_matches_keras(model, padded_ids(rows=20, seed=6), batch_size=4)
   assert ported.trims_padding
 
@@ -150,21 +176,29 @@ def test_masking_layer_feeds_recurrent_layers():
     x[row, length:] = 0.0
   x[4, 1] = 0.0  # a masked step inside a sequence
   x[5, 2, 0] = 0.0  # one feature at mask_value: the step stays real
-  model = sequence_model(L.Masking(), L.Bidirectional(L.GRU(3, return_sequences=True)),
-                         L.LSTM(4), embed=False)
+  model = sequence_model(
+    L.Masking(), L.Bidirectional(L.GRU(3, return_sequences=True)), L.LSTM(4), embed=False
+  )
   parity.assert_matches_keras(model, x, classifier=False, batch_size=4)
   masking = sequence_model(L.Masking(mask_value=0.5), embed=False)
   x[2, 3] = 0.5
   parity.assert_matches_keras(masking, x, classifier=False)
 
 
-@pytest.mark.parametrize("pool,mask_zero,keepdims", [
-    ("GlobalAveragePooling1D", True, False), ("GlobalAveragePooling1D", False, False),
-    ("GlobalAveragePooling1D", True, True), ("GlobalMaxPooling1D", True, False),
-    ("GlobalMaxPooling1D", False, True)])
+@pytest.mark.parametrize(
+  "pool,mask_zero,keepdims",
+  [
+    ("GlobalAveragePooling1D", True, False),
+    ("GlobalAveragePooling1D", False, False),
+    ("GlobalAveragePooling1D", True, True),
+    ("GlobalMaxPooling1D", True, False),
+    ("GlobalMaxPooling1D", False, True),
+  ],
+)
 def test_global_pooling_1d_matches_keras(pool, mask_zero, keepdims):
-  model = sequence_model(L.GRU(3, return_sequences=True), getattr(L, pool)(keepdims=keepdims),
-                         mask_zero=mask_zero)
+  model = sequence_model(
+    L.GRU(3, return_sequences=True), getattr(L, pool)(keepdims=keepdims), mask_zero=mask_zero
+  )
   x = padded_ids(seed=11, all_padding=False)
   ported = parity.assert_matches_keras(model, x, classifier=False, batch_size=4)
   expect_trim = mask_zero and pool == "GlobalAveragePooling1D" and not keepdims
@@ -183,8 +217,14 @@ def test_global_average_pooling_of_all_padding_row_is_nan_like_keras():
 
 # ------------------------------------------------- length trimming is exact
 def test_trimmed_predict_equals_untrimmed_apply():
-  model = port.load(sequence_model(L.Bidirectional(L.LSTM(4, return_sequences=True)),
-                                   L.SimpleRNN(3, go_backwards=True), head=True, width=64))
+  model = port.load(
+    sequence_model(
+      L.Bidirectional(L.LSTM(4, return_sequences=True)),
+      L.SimpleRNN(3, go_backwards=True),
+      head=True,
+      width=64,
+    )
+  )
   assert model.trims_padding
   x = np.zeros((30, 64), np.int32)
   x[:, :WIDTH] = np.tile(padded_ids(seed=13), (3, 1))[:30]
@@ -196,16 +236,21 @@ def test_row_blocks_give_the_same_numbers():
   """CPU runs rows in cache-sized blocks; force small ones (and a ragged last one)."""
   x = np.concatenate([padded_ids(seed=s) for s in range(4)])[:41]
   for mask_zero in (True, False):
-    keras_model = sequence_model(L.Bidirectional(L.LSTM(4, return_sequences=True)),
-                                 L.LSTM(3, go_backwards=True, return_sequences=True),
-                                 L.Bidirectional(L.GRU(3), merge_mode="mul"),
-                                 mask_zero=mask_zero, head=True)
+    keras_model = sequence_model(
+      L.Bidirectional(L.LSTM(4, return_sequences=True)),
+      L.LSTM(3, go_backwards=True, return_sequences=True),
+      L.Bidirectional(L.GRU(3), merge_mode="mul"),
+      mask_zero=mask_zero,
+      head=True,
+    )
     with jaxnets.settings.override(rnn_row_block_floats=16):
       got = port.load(keras_model).predict(x, batch_size=64)  # 41 rows: blocks of 16
     np.testing.assert_allclose(got, np.asarray(keras_model(x)), atol=parity.ATOL, rtol=0)
 
 
-@pytest.mark.parametrize("layer,safe", [
+@pytest.mark.parametrize(
+  "layer,safe",
+  [
     (L.LSTM(3, return_sequences=True), True),
     (L.LSTM(3, go_backwards=True), True),
     (L.LSTM(3, go_backwards=True, return_sequences=True), False),
@@ -215,7 +260,8 @@ def test_row_blocks_give_the_same_numbers():
     (L.Bidirectional(L.GRU(3)), True),
     (L.Masking(), False),
     (L.GlobalMaxPooling1D(), False),
-])
+  ],
+)
 def test_trailing_padding_safety_per_layer(layer, safe):
   built, problems = api._check([layer])  # pylint: disable=protected-access
   assert not problems
@@ -224,11 +270,14 @@ def test_trailing_padding_safety_per_layer(layer, safe):
 
 # ----------------------------------------------------------- round trips
 def test_save_and_load_round_trip(tmp_path):
-  model = port.load(sequence_model(L.Bidirectional(L.GRU(3, return_sequences=True,
-                                                         reset_after=False)),
-                                   L.Bidirectional(L.LSTM(4), merge_mode="ave"),
-                                   L.Dropout(0.1),
-                                   head=True))
+  model = port.load(
+    sequence_model(
+      L.Bidirectional(L.GRU(3, return_sequences=True, reset_after=False)),
+      L.Bidirectional(L.LSTM(4), merge_mode="ave"),
+      L.Dropout(0.1),
+      head=True,
+    )
+  )
   x = padded_ids(seed=14)
   loaded = jaxnets.load(model.save(tmp_path / "m"))
   assert loaded.layers == model.layers
@@ -238,11 +287,16 @@ def test_save_and_load_round_trip(tmp_path):
 
 
 def test_init_gives_keras_default_shapes_and_forget_bias():
-  model = port.load(sequence_model(L.Bidirectional(L.LSTM(4, return_sequences=True)),
-                                   L.GRU(3, return_sequences=True), L.SimpleRNN(2), head=True))
+  model = port.load(
+    sequence_model(
+      L.Bidirectional(L.LSTM(4, return_sequences=True)),
+      L.GRU(3, return_sequences=True),
+      L.SimpleRNN(2),
+      head=True,
+    )
+  )
   fresh = model.init(jax.random.PRNGKey(0))
-  assert (jax.tree_util.tree_map(np.shape, fresh) ==
-          jax.tree_util.tree_map(np.shape, model.params))
+  assert jax.tree_util.tree_map(np.shape, fresh) == jax.tree_util.tree_map(np.shape, model.params)
   bias = np.asarray(fresh[model.layers[1].name]["forward_layer"]["bias"])
   np.testing.assert_array_equal(bias, np.repeat([0.0, 1.0, 0.0, 0.0], 4))
   embeddings = np.asarray(fresh[model.layers[0].name]["embeddings"])
@@ -257,25 +311,34 @@ def test_out_of_range_token_ids_are_rejected():
   for bad in (VOCAB, -1):
     x = padded_ids(seed=15)
     x[3, 0] = bad
-    with pytest.raises(jaxnets.InputError,
-                       match=rf"Embedding layer 'embedding.*'.*token id {bad} at position "
-                             rf"\(3, 0\).*\[0, {VOCAB}\)"):
+    with pytest.raises(
+      jaxnets.InputError,
+      match=rf"Embedding layer 'embedding.*'.*token id {bad} at position "
+      rf"\(3, 0\).*\[0, {VOCAB}\)",
+    ):
       model.predict(x)
     with pytest.raises(jaxnets.InputError, match="outside the valid range"):
       model(x)
 
 
-@pytest.mark.parametrize("layer,culprit", [
+@pytest.mark.parametrize(
+  "layer,culprit",
+  [
     (L.LSTM(3, stateful=True, name="st"), r"'st' \(LSTM\).*stateful=True"),
     (L.GRU(3, return_state=True, name="rs"), r"'rs' \(GRU\).*return_state=True"),
     (L.Bidirectional(L.LSTM(3), merge_mode=None, name="bi"), r"'bi'.*merge_mode=None"),
-    (L.Bidirectional(L.SimpleRNN(3, stateful=True, name="inner"), name="bi2"),
-     r"'bi2' \(Bidirectional\).*'forward_inner' \(SimpleRNN\).*stateful=True"),
+    (
+      L.Bidirectional(L.SimpleRNN(3, stateful=True, name="inner"), name="bi2"),
+      r"'bi2' \(Bidirectional\).*'forward_inner' \(SimpleRNN\).*stateful=True",
+    ),
     (L.LSTM(3, activation=lambda t: t, name="fn"), r"'fn'.*activation"),
-    (L.GlobalAveragePooling1D(data_format="channels_first", name="cf"),
-     r"'cf'.*data_format='channels_first'"),
+    (
+      L.GlobalAveragePooling1D(data_format="channels_first", name="cf"),
+      r"'cf'.*data_format='channels_first'",
+    ),
     (L.Bidirectional(L.ConvLSTM1D(2, 3), name="conv"), r"'conv'.*ConvLSTM1D"),
-])
+  ],
+)
 def test_unsupported_options_name_the_culprit(layer, culprit):
   problems = api._check([layer])[1]  # pylint: disable=protected-access
   assert problems

@@ -16,15 +16,32 @@ from tests import parity
 L = keras.layers
 
 TRICKY = [
-    "", " ", "   \t\n  ", "Saya SUKA makanan ini!!!", "harga-nya  mahal... (sekali)",
-    "don't stop", "a,b.c;d:e?f", "#tag @user $100 50% a&b *x* +1 =2 <3> [4] {5} |6| ~7 `8` ^9 _0",
-    "back\\slash /slash \"quoted\"", "tab\tseparated\tvalues", "new\nline\r\nwindows",
-    "vertical\x0btab\x0cform feed", "ÉCOLE Ünïcödé ΑΒΓ İstanbul STRAẞE Ǆ",
-    "nbsp\u00a0joined em\u2003space ideographic\u3000space", "zero\u200bwidth",
-    "file\x1cseparator unit\x1fsep next\x85line", "“curly” ‘quotes’ — dash … ellipsis «guillemets»",
-    "emoji 😀👍🏽 combined é vs é", "ＦＵＬＬＷＩＤＴＨ ｌｅｔｔｅｒｓ", "[UNK] [unk] unk",
-    "mañana jalapeño ÑANDÚ", "12,000.50 rupiah", "    leading and trailing    ",
-    "MiXeD CaSe WoRdS", "!!!", "x" * 50,
+  "",
+  " ",
+  "   \t\n  ",
+  "Saya SUKA makanan ini!!!",
+  "harga-nya  mahal... (sekali)",
+  "don't stop",
+  "a,b.c;d:e?f",
+  "#tag @user $100 50% a&b *x* +1 =2 <3> [4] {5} |6| ~7 `8` ^9 _0",
+  'back\\slash /slash "quoted"',
+  "tab\tseparated\tvalues",
+  "new\nline\r\nwindows",
+  "vertical\x0btab\x0cform feed",
+  "ÉCOLE Ünïcödé ΑΒΓ İstanbul STRAẞE Ǆ",
+  "nbsp\u00a0joined em\u2003space ideographic\u3000space",
+  "zero\u200bwidth",
+  "file\x1cseparator unit\x1fsep next\x85line",
+  "“curly” ‘quotes’ — dash … ellipsis «guillemets»",
+  "emoji 😀👍🏽 combined é vs é",
+  "ＦＵＬＬＷＩＤＴＨ ｌｅｔｔｅｒｓ",
+  "[UNK] [unk] unk",
+  "mañana jalapeño ÑANDÚ",
+  "12,000.50 rupiah",
+  "    leading and trailing    ",
+  "MiXeD CaSe WoRdS",
+  "!!!",
+  "x" * 50,
 ]
 
 
@@ -46,22 +63,31 @@ def assert_same_ids(layer, texts):
   assert got.dtype == np.int32
   assert got.shape == expected.shape, (got.shape, expected.shape)
   mismatch = np.nonzero((got != expected).any(axis=1))[0]
-  assert not mismatch.size, [(texts[i], got[i].tolist(), expected[i].tolist())
-                             for i in mismatch[:3]]
+  assert not mismatch.size, [
+    (texts[i], got[i].tolist(), expected[i].tolist()) for i in mismatch[:3]
+  ]
   return vectorizer
 
 
-CORPUS = ["Saya suka makanan ini", "makanan ini ENAK sekali!", "harga-nya mahal",
-          "tidak suka, tidak enak.", "ÉCOLE école Über", "saya saya saya"]
+CORPUS = [
+  "Saya suka makanan ini",
+  "makanan ini ENAK sekali!",
+  "harga-nya mahal",
+  "tidak suka, tidak enak.",
+  "ÉCOLE école Über",
+  "saya saya saya",
+]
 
 
-@pytest.mark.parametrize("standardize", ["lower_and_strip_punctuation", "lower",
-                                         "strip_punctuation", None])
+@pytest.mark.parametrize(
+  "standardize", ["lower_and_strip_punctuation", "lower", "strip_punctuation", None]
+)
 @pytest.mark.parametrize("split", ["whitespace", "character"])
 @pytest.mark.parametrize("output_sequence_length", [None, 7])
 def test_tricky_strings_match_keras(standardize, split, output_sequence_length):
-  layer = L.TextVectorization(standardize=standardize, split=split,
-                              output_sequence_length=output_sequence_length)
+  layer = L.TextVectorization(
+    standardize=standardize, split=split, output_sequence_length=output_sequence_length
+  )
   layer.adapt(CORPUS + TRICKY[::2])
   assert_same_ids(layer, TRICKY + CORPUS)
 
@@ -83,13 +109,13 @@ def test_all_empty_batch_matches_keras():
 @pytest.mark.parametrize("max_tokens,output_sequence_length", [(None, None), (2000, 40)])
 def test_nusax_all_languages_match_keras(real_data_dir, max_tokens, output_sequence_length):
   from train import data  # pylint: disable=import-outside-toplevel
+
   texts = []
   for lang in data.NUSAX_LANGUAGES:
     nusax = data.load_nusax(lang, real_data_dir)
     texts += [t for split in data.NUSAX_SPLITS for t in nusax.split(split)[0]]
   assert len(texts) == 12 * 1000
-  layer = L.TextVectorization(max_tokens=max_tokens,
-                              output_sequence_length=output_sequence_length)
+  layer = L.TextVectorization(max_tokens=max_tokens, output_sequence_length=output_sequence_length)
   layer.adapt(texts[::2])  # half the texts: the rest bring out-of-vocabulary tokens
   vectorizer = assert_same_ids(layer, texts)
   if max_tokens:
@@ -107,7 +133,9 @@ def test_config_round_trip():
   assert "vocabulary_size=" in repr(again) and "saya" not in repr(again)
 
 
-@pytest.mark.parametrize("kwargs,culprit", [
+@pytest.mark.parametrize(
+  "kwargs,culprit",
+  [
     ({"ngrams": 2}, "ngrams=2"),
     ({"output_mode": "multi_hot"}, "output_mode='multi_hot'"),
     ({"output_mode": "tf_idf"}, "output_mode='tf_idf'"),
@@ -115,7 +143,8 @@ def test_config_round_trip():
     ({"standardize": keras.ops.convert_to_tensor}, "standardize="),
     ({"split": None}, "split=None"),
     ({"ragged": True}, "ragged=True"),
-])
+  ],
+)
 def test_unsupported_options_are_rejected(kwargs, culprit):
   layer = L.TextVectorization(name="tv", **kwargs)
   problems = api._check([layer])[1]  # pylint: disable=protected-access
@@ -138,11 +167,16 @@ def test_text_vectorizer_rejects_bad_arguments():
 def text_model(output_sequence_length=12, vocabulary_slack=0):
   vectorizer = L.TextVectorization(max_tokens=40, output_sequence_length=output_sequence_length)
   vectorizer.adapt(CORPUS + TRICKY)
-  model = keras.Sequential([
-      keras.Input((1,), dtype="string"), vectorizer,
+  model = keras.Sequential(
+    [
+      keras.Input((1,), dtype="string"),
+      vectorizer,
       L.Embedding(vectorizer.vocabulary_size() - vocabulary_slack, 6, mask_zero=True),
-      L.Bidirectional(L.LSTM(4, return_sequences=True)), L.GRU(3),
-      L.Dense(3, activation="softmax")])
+      L.Bidirectional(L.LSTM(4, return_sequences=True)),
+      L.GRU(3),
+      L.Dense(3, activation="softmax"),
+    ]
+  )
   parity.randomize_weights(model, seed=21)
   return model
 
@@ -174,8 +208,11 @@ def test_token_ids_beyond_the_embedding_are_rejected():
   model = port.load(text_model(vocabulary_slack=5))
   vocabulary_size = model.preprocessor.vocabulary_size
   rare = model.preprocessor.vocabulary[-1]
-  with pytest.raises(jaxnets.InputError, match=rf"token id {vocabulary_size - 1} .*"
-                                               rf"\[0, {vocabulary_size - 5}\)"):
+  with pytest.raises(
+    jaxnets.InputError,
+    match=rf"token id {vocabulary_size - 1} .*"
+    rf"\[0, {vocabulary_size - 5}\)",
+  ):
     model.predict(["saya", f"saya {rare}"])
 
 
@@ -184,6 +221,5 @@ def test_saved_text_model_runs_without_tensorflow(tmp_path):
   texts = TRICKY + CORPUS
   expected = np.asarray(keras_model(np.asarray(texts, dtype=object)))
   port.load(keras_model).save(tmp_path / "model")
-  got = parity.predict_saved_without_tensorflow(tmp_path / "model", texts, tmp_path,
-                                                  batch_size=256)
+  got = parity.predict_saved_without_tensorflow(tmp_path / "model", texts, tmp_path, batch_size=256)
   assert np.max(np.abs(got - expected)) <= parity.ATOL

@@ -73,8 +73,9 @@ class TrainConfig:
     if self.optimizer not in ("adam", "sgd"):
       raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
     if self.batch_size < 1 or self.epochs < 1:
-      raise ValueError(f"batch_size and epochs must be positive, got {self.batch_size}, "
-                       f"{self.epochs}")
+      raise ValueError(
+        f"batch_size and epochs must be positive, got {self.batch_size}, {self.epochs}"
+      )
     if self.patience is not None and self.patience < 0:
       raise ValueError(f"patience must be >= 0, got {self.patience}")
 
@@ -113,12 +114,19 @@ def logits_model(model: jaxnets.Model) -> jaxnets.Model:
   elif type(last).__name__ == "Softmax" or getattr(last, "activation", None) == "softmax":
     layers = layers[:-1]
   else:
-    raise ValueError(f"model {model.name!r}: the JAX trainer needs a classifier whose last "
-                     f"layer applies softmax; the last layer is {last.name!r} "
-                     f"({type(last).__name__})")
-  return jaxnets.Model(layers, model.params, input_shape=model.input_shape,
-                       input_dtype=model.input_dtype, preprocessor=model.preprocessor,
-                       name=model.name)
+    raise ValueError(
+      f"model {model.name!r}: the JAX trainer needs a classifier whose last "
+      f"layer applies softmax; the last layer is {last.name!r} "
+      f"({type(last).__name__})"
+    )
+  return jaxnets.Model(
+    layers,
+    model.params,
+    input_shape=model.input_shape,
+    input_dtype=model.input_dtype,
+    preprocessor=model.preprocessor,
+    name=model.name,
+  )
 
 
 def _weighted_loss_and_correct(apply_fn, params, x, y, w, training, rng):
@@ -136,6 +144,7 @@ def _make_steps(apply_fn):
     def loss_fn(params):
       total, correct = _weighted_loss_and_correct(apply_fn, params, x, y, w, True, rng)
       return total / jnp.maximum(jnp.sum(w), 1.0), (total, correct)
+
     grads, (total, correct) = jax.grad(loss_fn, has_aux=True)(state.params)
     return state.apply_gradients(grads=grads), total, correct
 
@@ -151,14 +160,26 @@ def _batcher(x: np.ndarray, y: np.ndarray, batch_size: int, trim: bool) -> batch
   zero-weight rows, so every step has one compiled shape."""
   devices = jax.local_device_count()
   if devices > 1 and batch_size % devices:
-    raise ValueError(f"batch_size {batch_size} must be a multiple of the "
-                     f"{devices} local devices for data-parallel training")
+    raise ValueError(
+      f"batch_size {batch_size} must be a multiple of the "
+      f"{devices} local devices for data-parallel training"
+    )
   return batching.Batcher(x, batch_size, per_row=(y, np.ones(len(x), np.float32)), trim=trim)
 
 
-def fit(model: jaxnets.Model, x_train, y_train, x_val, y_val, config: TrainConfig, *,
-        checkpoint_dir: str | None = None, params: dict | None = None,
-        log: Callable[[str], None] = print, stop_after_epoch: int | None = None) -> FitResult:
+def fit(
+  model: jaxnets.Model,
+  x_train,
+  y_train,
+  x_val,
+  y_val,
+  config: TrainConfig,
+  *,
+  checkpoint_dir: str | None = None,
+  params: dict | None = None,
+  log: Callable[[str], None] = print,
+  stop_after_epoch: int | None = None,
+) -> FitResult:
   """Trains ``model``'s architecture from fresh (or given) parameters.
 
   Args:
@@ -184,16 +205,24 @@ def fit(model: jaxnets.Model, x_train, y_train, x_val, y_val, config: TrainConfi
   x_train, x_val = model.prepare_inputs(x_train), model.prepare_inputs(x_val)
   y_train, y_val = np.asarray(y_train, np.int32), np.asarray(y_val, np.int32)
   if len(x_train) != len(y_train) or len(x_val) != len(y_val):
-    raise ValueError(f"inputs and labels differ in length: train {len(x_train)} vs "
-                     f"{len(y_train)}, validation {len(x_val)} vs {len(y_val)}")
+    raise ValueError(
+      f"inputs and labels differ in length: train {len(x_train)} vs "
+      f"{len(y_train)}, validation {len(x_val)} vs {len(y_val)}"
+    )
   rng = jax.random.PRNGKey(config.seed)
   if params is None:
     params = model.init(jax.random.fold_in(rng, 0))
-  state = TrainState.create(apply_fn=train_model.apply, params=params,
-                            tx=make_optimizer(config), best_params=params)
-  meta = {"epoch": 0, "best_score": float("inf"), "best_epoch": 0, "wait": 0,
-          "history": {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []},
-          "epoch_times": []}
+  state = TrainState.create(
+    apply_fn=train_model.apply, params=params, tx=make_optimizer(config), best_params=params
+  )
+  meta = {
+    "epoch": 0,
+    "best_score": float("inf"),
+    "best_epoch": 0,
+    "wait": 0,
+    "history": {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []},
+    "epoch_times": [],
+  }
 
   manager = None
   if checkpoint_dir is not None:
@@ -245,13 +274,19 @@ def fit(model: jaxnets.Model, x_train, y_train, x_val, y_val, config: TrainConfi
     meta["epoch"] = epoch
     log(f"Epoch {epoch}/{config.epochs} - {elapsed:.1f}s - {line}")
     # Keras's rule: stop once `patience` epochs in a row brought no improvement.
-    stop = (config.patience is not None and has_validation and meta["wait"] > 0
-            and meta["wait"] >= config.patience)
+    stop = (
+      config.patience is not None
+      and has_validation
+      and meta["wait"] > 0
+      and meta["wait"] >= config.patience
+    )
     if manager is not None:
       _save(manager, epoch, state, meta)
     if stop:
-      log(f"early stopping: no {config.monitor} improvement for {config.patience} epochs; "
-          f"best epoch {meta['best_epoch']}")
+      log(
+        f"early stopping: no {config.monitor} improvement for {config.patience} epochs; "
+        f"best epoch {meta['best_epoch']}"
+      )
       break
     if stop_after_epoch is not None and epoch >= stop_after_epoch:
       break
@@ -260,15 +295,22 @@ def fit(model: jaxnets.Model, x_train, y_train, x_val, y_val, config: TrainConfi
   if not has_validation:
     history = {k: v for k, v in history.items() if not k.startswith("val_")}
 
-  final = state.best_params if (config.patience is not None and config.restore_best) else state.params
+  final = (
+    state.best_params if (config.patience is not None and config.restore_best) else state.params
+  )
   times = meta["epoch_times"]
   # Steady-state throughput: the first epoch of a fresh run includes compilation.
   steady = times[1:] if len(times) > 1 else times
   samples_per_second = len(x_train) / (sum(steady) / len(steady)) if steady else 0.0
-  return FitResult(params=jax.tree_util.tree_map(np.asarray, final), history=history,
-                   epochs_run=meta["epoch"], best_epoch=meta["best_epoch"],
-                   train_time=float(sum(times)), samples_per_second=samples_per_second,
-                   epoch_times=[float(t) for t in times])
+  return FitResult(
+    params=jax.tree_util.tree_map(np.asarray, final),
+    history=history,
+    epochs_run=meta["epoch"],
+    best_epoch=meta["best_epoch"],
+    train_time=float(sum(times)),
+    samples_per_second=samples_per_second,
+    epoch_times=[float(t) for t in times],
+  )
 
 
 def _evaluate(eval_step, params, batches: batching.Batcher, n: int) -> tuple[float, float]:
@@ -281,26 +323,42 @@ def _evaluate(eval_step, params, batches: batching.Batcher, n: int) -> tuple[flo
 
 def _checkpoint_manager(directory: str):
   return ocp.CheckpointManager(
-      os.path.abspath(directory),
-      options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
+    os.path.abspath(directory), options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
+  )
 
 
 def _save(manager, epoch: int, state: TrainState, meta: dict) -> None:
-  arrays = {"params": state.params, "best_params": state.best_params,
-            "opt_state": state.opt_state, "step": state.step}
-  manager.save(epoch, args=ocp.args.Composite(
-      state=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)))
+  arrays = {
+    "params": state.params,
+    "best_params": state.best_params,
+    "opt_state": state.opt_state,
+    "step": state.step,
+  }
+  manager.save(
+    epoch,
+    args=ocp.args.Composite(state=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)),
+  )
 
 
 def _restore(manager, state: TrainState) -> tuple[TrainState, dict]:
-  template = {"params": state.params, "best_params": state.best_params,
-              "opt_state": state.opt_state, "step": state.step}
+  template = {
+    "params": state.params,
+    "best_params": state.best_params,
+    "opt_state": state.opt_state,
+    "step": state.step,
+  }
   abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template)
-  restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+  restored = manager.restore(
+    manager.latest_step(),
+    args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()),
+  )
   arrays = restored["state"]
-  state = state.replace(params=arrays["params"], best_params=arrays["best_params"],
-                        opt_state=arrays["opt_state"], step=arrays["step"])
+  state = state.replace(
+    params=arrays["params"],
+    best_params=arrays["best_params"],
+    opt_state=arrays["opt_state"],
+    step=arrays["step"],
+  )
   return state, dict(restored["meta"])
 
 
@@ -314,9 +372,12 @@ def epoch_runner(model: jaxnets.Model, x, y, config: TrainConfig) -> Callable[[]
   train_model = logits_model(model)
   x, y = model.prepare_inputs(x), np.asarray(y, np.int32)
   params = model.init(jax.random.PRNGKey(config.seed))
-  box = {"state": TrainState.create(apply_fn=train_model.apply, params=params,
-                                    tx=make_optimizer(config), best_params=params),
-         "epoch": 0}
+  box = {
+    "state": TrainState.create(
+      apply_fn=train_model.apply, params=params, tx=make_optimizer(config), best_params=params
+    ),
+    "epoch": 0,
+  }
   batches = _batcher(x, y, config.batch_size, train_model.trims_padding)
   train_step, _ = _make_steps(train_model.apply)
   rng = jax.random.PRNGKey(config.seed)

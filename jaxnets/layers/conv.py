@@ -43,14 +43,17 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tupl
   return total // 2, total - total // 2
 
 
-def spatial_padding(padding: str, spatial_shape, kernel_size, strides,
-                    dilation_rate) -> list[tuple[int, int]]:
+def spatial_padding(
+  padding: str, spatial_shape, kernel_size, strides, dilation_rate
+) -> list[tuple[int, int]]:
   """Explicit ``(before, after)`` pads per spatial axis for a padding mode."""
   if padding == "valid":
     return [(0, 0)] * len(kernel_size)
   if padding == "same":
-    return [same_padding(n, k, s, d)
-            for n, k, s, d in zip(spatial_shape, kernel_size, strides, dilation_rate)]
+    return [
+      same_padding(n, k, s, d)
+      for n, k, s, d in zip(spatial_shape, kernel_size, strides, dilation_rate)
+    ]
   if padding == "causal":
     return [((k - 1) * d, 0) for k, d in zip(kernel_size, dilation_rate)]
   raise ValueError(f"unknown padding {padding!r}; expected one of {PADDINGS}")
@@ -89,38 +92,53 @@ class Conv(base.Layer):
   def __post_init__(self):
     rank = len(self.kernel_size)
     if self.dimension_numbers and rank != len(self.dimension_numbers[0]) - 2:
-      raise ValueError(f"{type(self).__name__} {self.name!r}: kernel_size "
-                       f"{self.kernel_size} must have {len(self.dimension_numbers[0]) - 2} dims")
+      raise ValueError(
+        f"{type(self).__name__} {self.name!r}: kernel_size "
+        f"{self.kernel_size} must have {len(self.dimension_numbers[0]) - 2} dims"
+      )
     # Normalise the defaults so get_config round-trips concrete tuples.
     object.__setattr__(self, "kernel_size", tuple(int(k) for k in self.kernel_size))
     object.__setattr__(self, "strides", tuple(int(s) for s in (self.strides or (1,) * rank)))
-    object.__setattr__(self, "dilation_rate",
-                       tuple(int(d) for d in (self.dilation_rate or (1,) * rank)))
+    object.__setattr__(
+      self, "dilation_rate", tuple(int(d) for d in (self.dilation_rate or (1,) * rank))
+    )
     if self.padding not in PADDINGS:
-      raise ValueError(f"{type(self).__name__} {self.name!r}: padding {self.padding!r} "
-                       f"is not one of {PADDINGS}")
+      raise ValueError(
+        f"{type(self).__name__} {self.name!r}: padding {self.padding!r} is not one of {PADDINGS}"
+      )
     if self.padding == "causal" and rank != 1:
       raise ValueError(f"{type(self).__name__} {self.name!r}: causal padding is 1-D only")
     if self.filters % self.groups:
-      raise ValueError(f"{type(self).__name__} {self.name!r}: filters={self.filters} "
-                       f"is not divisible by groups={self.groups}")
+      raise ValueError(
+        f"{type(self).__name__} {self.name!r}: filters={self.filters} "
+        f"is not divisible by groups={self.groups}"
+      )
 
   def apply(self, params, x, mask=None, *, training=False, rng=None):
-    pads = spatial_padding(self.padding, x.shape[1:-1], self.kernel_size, self.strides,
-                           self.dilation_rate)
+    pads = spatial_padding(
+      self.padding, x.shape[1:-1], self.kernel_size, self.strides, self.dilation_rate
+    )
     kernel = params["kernel"]
     channels = x.shape[-1]
-    if (self.groups == 1 and 1 < channels < settings.current().conv_pad_odd_channels_below
-        and channels % 2):
+    if (
+      self.groups == 1
+      and 1 < channels < settings.current().conv_pad_odd_channels_below
+      and channels % 2
+    ):
       # A small odd channel count (RGB inputs) is slow on XLA:CPU (see
       # jaxnets.settings). A zero input channel with a zero kernel slice only
       # adds exact zeros to each sum.
       x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, 1)])
       kernel = jnp.pad(kernel, [(0, 0)] * (kernel.ndim - 2) + [(0, 1), (0, 0)])
     y = lax.conv_general_dilated(
-        x, kernel, window_strides=self.strides, padding=pads,
-        rhs_dilation=self.dilation_rate, dimension_numbers=self.dimension_numbers,
-        feature_group_count=self.groups)
+      x,
+      kernel,
+      window_strides=self.strides,
+      padding=pads,
+      rhs_dilation=self.dilation_rate,
+      dimension_numbers=self.dimension_numbers,
+      feature_group_count=self.groups,
+    )
     if self.use_bias:
       y = y + params["bias"]
     return activations.get(self.activation)(y), None
@@ -128,8 +146,10 @@ class Conv(base.Layer):
   def init(self, rng, input_shape):
     in_channels = input_shape[-1]
     if in_channels % self.groups:
-      raise ValueError(f"{type(self).__name__} {self.name!r}: {in_channels} input channels "
-                       f"are not divisible by groups={self.groups}")
+      raise ValueError(
+        f"{type(self).__name__} {self.name!r}: {in_channels} input channels "
+        f"are not divisible by groups={self.groups}"
+      )
     shape = self.kernel_size + (in_channels // self.groups, self.filters)
     params = {"kernel": initializers.glorot_uniform(rng, shape)}
     if self.use_bias:

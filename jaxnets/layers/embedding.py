@@ -50,9 +50,10 @@ class Embedding(base.Layer):
     if bad.any():
       position = tuple(int(i) for i in np.argwhere(bad)[0])
       raise InputError(
-          f"Embedding layer {self.name!r}: token id {int(ids[position])} at position "
-          f"{position} is outside the valid range [0, {self.input_dim}) "
-          f"({int(bad.sum())} out-of-range id(s) in this input)")
+        f"Embedding layer {self.name!r}: token id {int(ids[position])} at position "
+        f"{position} is outside the valid range [0, {self.input_dim}) "
+        f"({int(bad.sum())} out-of-range id(s) in this input)"
+      )
 
 
 @base.register

@@ -47,7 +47,8 @@ class BatchNormalization(base.Layer):
   def apply(self, params, x, mask=None, *, training=False, rng=None):
     if training:
       raise NotImplementedError(
-          f"BatchNormalization {self.name!r}: only the inference form is implemented")
+        f"BatchNormalization {self.name!r}: only the inference form is implemented"
+      )
     axis = self.axis % x.ndim
     if axis == 0:
       raise ValueError(f"BatchNormalization {self.name!r}: axis {self.axis} is the batch axis")
@@ -68,8 +69,10 @@ class BatchNormalization(base.Layer):
   def init(self, rng, input_shape):
     del rng
     features = input_shape[self.axis if self.axis < 0 else self.axis - 1]
-    params = {"moving_mean": jnp.zeros((features,), jnp.float32),
-              "moving_variance": jnp.ones((features,), jnp.float32)}
+    params = {
+      "moving_mean": jnp.zeros((features,), jnp.float32),
+      "moving_variance": jnp.ones((features,), jnp.float32),
+    }
     if self.scale:
       params["gamma"] = jnp.ones((features,), jnp.float32)
     if self.center:

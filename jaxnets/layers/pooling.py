@@ -47,22 +47,26 @@ class Pooling(base.Layer):
   padding: str = "valid"
 
   reducer: ClassVar[str] = ""  # "max" or "average"
-  rank: ClassVar[int] = 0      # number of spatial axes
+  rank: ClassVar[int] = 0  # number of spatial axes
 
   def __post_init__(self):
     if len(self.pool_size) != self.rank:
-      raise ValueError(f"{type(self).__name__} {self.name!r}: pool_size {self.pool_size} "
-                       f"must have {self.rank} dims")
+      raise ValueError(
+        f"{type(self).__name__} {self.name!r}: pool_size {self.pool_size} "
+        f"must have {self.rank} dims"
+      )
     object.__setattr__(self, "pool_size", tuple(int(p) for p in self.pool_size))
     object.__setattr__(self, "strides", tuple(int(s) for s in (self.strides or self.pool_size)))
     if self.padding not in ("valid", "same"):
-      raise ValueError(f"{type(self).__name__} {self.name!r}: padding {self.padding!r} "
-                       "is not 'valid' or 'same'")
+      raise ValueError(
+        f"{type(self).__name__} {self.name!r}: padding {self.padding!r} is not 'valid' or 'same'"
+      )
 
   def apply(self, params, x, mask=None, *, training=False, rng=None):
     spatial = x.shape[1:-1]
-    pads = conv.spatial_padding(self.padding, spatial, self.pool_size, self.strides,
-                                (1,) * self.rank)
+    pads = conv.spatial_padding(
+      self.padding, spatial, self.pool_size, self.strides, (1,) * self.rank
+    )
     window = (1,) + self.pool_size + (1,)
     strides = (1,) + self.strides + (1,)
     full_pads = [(0, 0)] + pads + [(0, 0)]
@@ -78,7 +82,6 @@ class Pooling(base.Layer):
     # host once, at trace time, instead of pooling a tensor of ones per call.
     counts = _real_cell_counts(spatial, self.pool_size, self.strides, pads)
     return total / counts.reshape((1,) + counts.shape + (1,)).astype(x.dtype), None
-
 
   def _tiles(self, spatial, pads) -> bool:
     """Whether the windows tile the input: stride = pool size, no padding."""
@@ -185,7 +188,6 @@ class GlobalAveragePooling2D(GlobalPooling):
   """Mean over height and width of ``(batch, height, width, channels)``."""
 
   reducer: ClassVar[str] = "average"
-
 
 
 @base.register

@@ -46,6 +46,7 @@ from jaxnets.layers import base
 from jaxnets.layers import initializers
 from jaxnets.layers import pooling
 
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class _Recurrent(base.Layer):
   """Options shared by every recurrent layer (Keras's ``RNN`` base options).
@@ -110,14 +111,17 @@ class _Recurrent(base.Layer):
   def _check_training(self, training):
     if training and (self.dropout or self.recurrent_dropout):
       raise NotImplementedError(
-          f"{type(self).__name__} layer {self.name!r}: dropout/recurrent_dropout "
-          "during training is not implemented (inference is exact)")
+        f"{type(self).__name__} layer {self.name!r}: dropout/recurrent_dropout "
+        "during training is not implemented (inference is exact)"
+      )
 
   def init(self, rng, input_shape):
     k_rng, r_rng = jax.random.split(rng)
     width = self.gates * self.units
-    params = {"kernel": initializers.glorot_uniform(k_rng, (input_shape[-1], width)),
-              "recurrent_kernel": initializers.orthogonal(r_rng, (self.units, width))}
+    params = {
+      "kernel": initializers.glorot_uniform(k_rng, (input_shape[-1], width)),
+      "recurrent_kernel": initializers.orthogonal(r_rng, (self.units, width)),
+    }
     if self.use_bias:
       params["bias"] = self._initial_bias()
     return params
@@ -183,7 +187,7 @@ class LSTM(_Recurrent):
   def _initial_bias(self):
     bias = jnp.zeros((4 * self.units,), jnp.float32)
     if self.unit_forget_bias:
-      bias = bias.at[self.units:2 * self.units].set(1.0)
+      bias = bias.at[self.units : 2 * self.units].set(1.0)
     return bias
 
 
@@ -221,19 +225,19 @@ class GRU(_Recurrent):
     act = activations.get(self.activation)
     rec = activations.get(self.recurrent_activation)
     kernel = params["recurrent_kernel"]
-    x_z, x_r, x_h = xp_t[:, :u], xp_t[:, u:2 * u], xp_t[:, 2 * u:]
+    x_z, x_r, x_h = xp_t[:, :u], xp_t[:, u : 2 * u], xp_t[:, 2 * u :]
     if self.reset_after:
       inner = h @ kernel
       if self.use_bias:
         inner = inner + params["bias"][1]
       z = rec(x_z + inner[:, :u])
-      r = rec(x_r + inner[:, u:2 * u])
-      hh = act(x_h + r * inner[:, 2 * u:])
+      r = rec(x_r + inner[:, u : 2 * u])
+      hh = act(x_h + r * inner[:, 2 * u :])
     else:
-      inner = h @ kernel[:, :2 * u]
+      inner = h @ kernel[:, : 2 * u]
       z = rec(x_z + inner[:, :u])
       r = rec(x_r + inner[:, u:])
-      hh = act(x_h + (r * h) @ kernel[:, 2 * u:])
+      hh = act(x_h + (r * h) @ kernel[:, 2 * u :])
     return (z * h + (1 - z) * hh,)
 
   def _initial_bias(self):
@@ -282,8 +286,9 @@ def _run(cell: _Recurrent, params_list, x, mask, backwards, *, training=False):
     return jnp.moveaxis(a, 0, 1).reshape((a.shape[1], blocks * block) + a.shape[3:])[:, :batch]
 
   last, seq = lax.map(
-      lambda args: _run_rows(cell, params_list, args[0], args[1], backwards, training),
-      (split(x), None if mask is None else split(mask)))
+    lambda args: _run_rows(cell, params_list, args[0], args[1], backwards, training),
+    (split(x), None if mask is None else split(mask)),
+  )
   return join(last), None if seq is None else join(seq)
 
 
@@ -343,14 +348,16 @@ def _run_rows(cell: _Recurrent, params_list, x, mask, backwards, training):
 
   recurrent_params = {k: v for k, v in stacked.items() if k != "kernel"}
   step = jax.vmap(cell._step)  # pylint: disable=protected-access
-  state = tuple(jnp.broadcast_to(s, (directions,) + s.shape)
-                for s in cell._initial_state(batch, x.dtype))  # pylint: disable=protected-access
+  initial = cell._initial_state(batch, x.dtype)  # pylint: disable=protected-access
+  state = tuple(jnp.broadcast_to(s, (directions,) + s.shape) for s in initial)
   zero_masked = cell.zero_output_for_mask and mask is not None
 
   if mask is None:
+
     def scan_body(state, xp_t):
       state = step(recurrent_params, state, xp_t)
       return state, state[0] if cell.return_sequences else None
+
     state, outputs = lax.scan(scan_body, state, xp)
   else:
     mask = jnp.transpose(mask, (1, 2, 0))  # (T, D, B)
@@ -360,8 +367,9 @@ def _run_rows(cell: _Recurrent, params_list, x, mask, backwards, training):
     # (the JAX trainer) flow; accelerators run every step instead, as a
     # per-step branch would cost them a host round trip.
     stop = jnp.max(lengths, initial=0)
-    skip_padding = (settings.current().rnn_skip_padded_steps and not training
-                    and jax.default_backend() == "cpu")
+    skip_padding = (
+      settings.current().rnn_skip_padded_steps and not training and jax.default_backend() == "cpu"
+    )
 
     def compute(state, xp_t, m_t):
       keep = m_t[..., None]
@@ -397,8 +405,9 @@ def _run_rows(cell: _Recurrent, params_list, x, mask, backwards, training):
   # zero_output_for_mask is set.
   last = state[0]
   if zero_masked and steps:
-    last_read = jnp.stack([step_mask[:, 0] if back else step_mask[:, -1]
-                           for back in backwards])  # (D, B)
+    last_read = jnp.stack(
+      [step_mask[:, 0] if back else step_mask[:, -1] for back in backwards]
+    )  # (D, B)
     last = jnp.where(last_read[..., None], last, jnp.zeros((), last.dtype))
   seq = None
   if cell.return_sequences:
@@ -410,12 +419,14 @@ def _run_rows(cell: _Recurrent, params_list, x, mask, backwards, training):
         if back:
           # Back to time order; positions past a row's length are what Keras
           # outputs before its first real step: zeros.
-          index = (jnp.broadcast_to(steps - 1 - time, (batch, steps)) if lengths is None
-                   else _reverse_index(lengths, time))
+          index = (
+            jnp.broadcast_to(steps - 1 - time, (batch, steps))
+            if lengths is None
+            else _reverse_index(lengths, time)
+          )
           y = _reorder_steps(y, index[..., None])
           if lengths is not None:
-            y = jnp.where((time[None] < lengths[:, None])[..., None], y,
-                          jnp.zeros((), y.dtype))
+            y = jnp.where((time[None] < lengths[:, None])[..., None], y, jnp.zeros((), y.dtype))
         fixed.append(y)
       seq = jnp.stack(fixed)
   return last, seq
@@ -455,10 +466,10 @@ _reorder_steps.defvjp(_reorder_steps_fwd, _reorder_steps_bwd)
 
 
 _MERGES = {
-    "concat": lambda y, y_rev: jnp.concatenate([y, y_rev], axis=-1),
-    "sum": lambda y, y_rev: y + y_rev,
-    "mul": lambda y, y_rev: y * y_rev,
-    "ave": lambda y, y_rev: (y + y_rev) / 2,
+  "concat": lambda y, y_rev: jnp.concatenate([y, y_rev], axis=-1),
+  "sum": lambda y, y_rev: y + y_rev,
+  "mul": lambda y, y_rev: y * y_rev,
+  "ave": lambda y, y_rev: (y + y_rev) / 2,
 }
 
 
@@ -485,12 +496,16 @@ class Bidirectional(base.Layer):
 
   def __post_init__(self):
     if self.merge_mode not in _MERGES:
-      raise ValueError(f"Bidirectional layer {self.name!r}: merge_mode "
-                       f"{self.merge_mode!r} is not supported "
-                       f"(supported: {', '.join(_MERGES)})")
+      raise ValueError(
+        f"Bidirectional layer {self.name!r}: merge_mode "
+        f"{self.merge_mode!r} is not supported "
+        f"(supported: {', '.join(_MERGES)})"
+      )
     if self.forward_layer.return_sequences != self.backward_layer.return_sequences:
-      raise ValueError(f"Bidirectional layer {self.name!r}: forward and backward "
-                       "layers must agree on return_sequences")
+      raise ValueError(
+        f"Bidirectional layer {self.name!r}: forward and backward "
+        "layers must agree on return_sequences"
+      )
 
   @property
   def return_sequences(self) -> bool:
@@ -498,8 +513,10 @@ class Bidirectional(base.Layer):
 
   @property
   def trailing_padding_safe(self) -> bool:  # pylint: disable=invalid-overridden-method
-    return (self.forward_layer._padding_safe(flipped=False)  # pylint: disable=protected-access
-            and self.backward_layer._padding_safe(flipped=True))  # pylint: disable=protected-access
+    # pylint: disable-next=protected-access
+    forward_safe = self.forward_layer._padding_safe(flipped=False)
+    # pylint: disable-next=protected-access
+    return forward_safe and self.backward_layer._padding_safe(flipped=True)
 
   def _fusable(self) -> bool:
     fwd, bwd = self.forward_layer, self.backward_layer
@@ -517,8 +534,9 @@ class Bidirectional(base.Layer):
     bwd._check_training(training)  # pylint: disable=protected-access
     p_fwd, p_bwd = params["forward_layer"], params["backward_layer"]
     if self._fusable():
-      last, seq = _run(fwd, [p_fwd, p_bwd], x, mask, [fwd.go_backwards, bwd.go_backwards],
-                       training=training)
+      last, seq = _run(
+        fwd, [p_fwd, p_bwd], x, mask, [fwd.go_backwards, bwd.go_backwards], training=training
+      )
       if self.return_sequences:
         # Keras flips the backward layer's output (its reading order) back to
         # time order; seq already is in time order, so flip only if it is not.
@@ -535,8 +553,10 @@ class Bidirectional(base.Layer):
     return _MERGES[self.merge_mode](y, y_rev), mask if self.return_sequences else None
 
   def init(self, rng, input_shape):
-    return {"forward_layer": self.forward_layer.init(jax.random.fold_in(rng, 0), input_shape),
-            "backward_layer": self.backward_layer.init(jax.random.fold_in(rng, 1), input_shape)}
+    return {
+      "forward_layer": self.forward_layer.init(jax.random.fold_in(rng, 0), input_shape),
+      "backward_layer": self.backward_layer.init(jax.random.fold_in(rng, 1), input_shape),
+    }
 
   def get_config(self) -> dict[str, Any]:
     config = {"name": self.name, "merge_mode": self.merge_mode}
@@ -547,8 +567,10 @@ class Bidirectional(base.Layer):
 
   @classmethod
   def from_config(cls, config):
-    layers = {key: base.layer_class(config[key]["class"]).from_config(config[key]["config"])
-              for key in ("forward_layer", "backward_layer")}
+    layers = {
+      key: base.layer_class(config[key]["class"]).from_config(config[key]["config"])
+      for key in ("forward_layer", "backward_layer")
+    }
     return cls(name=config["name"], merge_mode=config.get("merge_mode", "concat"), **layers)
 
 
