@@ -44,7 +44,6 @@ from jaxnets import activations
 from jaxnets import settings
 from jaxnets.layers import base
 from jaxnets.layers import initializers
-from jaxnets.layers import pooling
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -572,9 +571,3 @@ class Bidirectional(base.Layer):
       for key in ("forward_layer", "backward_layer")
     }
     return cls(name=config["name"], merge_mode=config.get("merge_mode", "concat"), **layers)
-
-
-# 1-D global pooling moved to pooling.py; these names stay until port/ imports
-# them from there. Not API: use jaxnets.layers.GlobalAveragePooling1D.
-GlobalAveragePooling1D = pooling.GlobalAveragePooling1D
-GlobalMaxPooling1D = pooling.GlobalMaxPooling1D
