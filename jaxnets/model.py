@@ -170,7 +170,6 @@ class Model:
     return x
 
   # Kept for tests/parity.py until it calls prepare_inputs; not API.
-  _prepare = prepare_inputs
 
   # ------------------------------------------------------------- inspection
   def summary(self) -> str:

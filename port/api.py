@@ -12,7 +12,6 @@ from typing import Any
 
 import jaxnets
 from port import registry
-from port import converters  # pylint: disable=unused-import  (fills the registry)
 
 # Keras layers that only describe the input; they carry no computation.
 _INPUT_CLASSES = ("InputLayer",)

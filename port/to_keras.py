@@ -15,7 +15,6 @@ jaxnets ones.
 import numpy as np
 
 import jaxnets
-from port import converters  # pylint: disable=unused-import  (fills the registry)
 from port import registry
 
 

@@ -10,6 +10,13 @@ import pathlib
 import sys
 
 import pytest
+from hypothesis import settings as hypothesis_settings
+
+# Generated tests (tests/test_generated_parity.py): a bounded run in CI, a long
+# one on request: python -m pytest tests/test_generated_parity.py --hypothesis-profile=long
+hypothesis_settings.register_profile("ci", max_examples=50, deadline=None, print_blob=True)
+hypothesis_settings.register_profile("long", max_examples=1000, deadline=None, print_blob=True)
+hypothesis_settings.load_profile("ci")
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 

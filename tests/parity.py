@@ -27,7 +27,7 @@ def assert_matches_keras(keras_model, x, *, atol: float = ATOL, classifier: bool
   model = port.load(keras_model)
   jitted = model.predict(x, batch_size=batch_size)
   with jax.disable_jit():
-    unjitted = np.asarray(model.apply(model.params, model._prepare(x)))  # pylint: disable=protected-access
+    unjitted = np.asarray(model.apply(model.params, model.prepare_inputs(x)))
   for label, got in (("jitted predict", jitted), ("un-jitted apply", unjitted)):
     assert got.shape == expected.shape, f"{label}: shape {got.shape} != Keras {expected.shape}"
     diff = float(np.max(np.abs(got - expected))) if expected.size else 0.0

@@ -59,7 +59,6 @@ def _activation(draw):
 @st.composite
 def _image_layers(draw, rank: int):
   """A stack of conv/pool/norm/activation layers for ``rank``-D images."""
-  conv = keras.layers.Conv2D if rank == 2 else keras.layers.Conv1D
   pools = ((keras.layers.MaxPooling2D, keras.layers.AveragePooling2D) if rank == 2 else
            (keras.layers.MaxPooling1D, keras.layers.AveragePooling1D))
   layers = []

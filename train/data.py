@@ -27,11 +27,11 @@ import socket
 import tempfile
 import urllib.request
 import zipfile
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Sequence
 
 import numpy as np
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 DATA_DIR_ENV = "JAXNETS_DATA_DIR"
 CACHE_DIR_ENV = "JAXNETS_CACHE_DIR"
@@ -132,7 +132,7 @@ class NusaX:
 # Where the data is
 # ----------------------------------------------------------------------------------------
 
-def resolve_data_dir(data_dir: Optional[PathLike] = None) -> Optional[pathlib.Path]:
+def resolve_data_dir(data_dir: PathLike | None = None) -> pathlib.Path | None:
     """The local data directory to read, or ``None`` meaning "use the download cache".
 
     Precedence: ``data_dir`` argument (``--data_dir``) > ``JAXNETS_DATA_DIR`` > ``None``.
@@ -217,7 +217,7 @@ def _download_tfds_npz(name: str, path: pathlib.Path, cache: pathlib.Path) -> No
     _atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def _npz_path(data_dir: Optional[PathLike], filename: str, tfds_name: str,
+def _npz_path(data_dir: PathLike | None, filename: str, tfds_name: str,
               what: str) -> pathlib.Path:
     root = resolve_data_dir(data_dir)
     if root is not None:
@@ -230,7 +230,7 @@ def _npz_path(data_dir: Optional[PathLike], filename: str, tfds_name: str,
     return path
 
 
-def _nusax_dir(data_dir: Optional[PathLike], lang: str) -> pathlib.Path:
+def _nusax_dir(data_dir: PathLike | None, lang: str) -> pathlib.Path:
     root = resolve_data_dir(data_dir)
     if root is not None:
         return root / NUSAX_DIR / lang
@@ -374,7 +374,7 @@ def split_indices(labels: np.ndarray, val_fraction: float = 0.2, seed: int = 0,
     return np.sort(train_idx).astype(np.int64), np.sort(val_idx).astype(np.int64)
 
 
-def load_mnist(data_dir: Optional[PathLike] = None, flatten: bool = False) -> MNIST:
+def load_mnist(data_dir: PathLike | None = None, flatten: bool = False) -> MNIST:
     """MNIST from ``<data_dir>/mnist.npz`` (or env / download cache).
 
     Returns :class:`MNIST` with ``x_train`` (60000, 28, 28) float32 in [0, 1] — or
@@ -390,7 +390,7 @@ def load_mnist(data_dir: Optional[PathLike] = None, flatten: bool = False) -> MN
     return MNIST(source=path, **d)
 
 
-def load_cifar10(data_dir: Optional[PathLike] = None, val_fraction: float = 0.2,
+def load_cifar10(data_dir: PathLike | None = None, val_fraction: float = 0.2,
                  seed: int = 0, stratified: bool = True) -> CIFAR10:
     """CIFAR-10 from ``<data_dir>/cifar10.npz`` (or env / download cache), with a
     validation split carved out of the official 50,000-image training set.
@@ -422,7 +422,7 @@ def load_cifar10(data_dir: Optional[PathLike] = None, val_fraction: float = 0.2,
                    train_idx=train_idx, val_idx=val_idx, source=path)
 
 
-def load_nusax(lang: str = "indonesian", data_dir: Optional[PathLike] = None) -> NusaX:
+def load_nusax(lang: str = "indonesian", data_dir: PathLike | None = None) -> NusaX:
     """NusaX-Senti for ``lang`` from ``<data_dir>/nusax-senti/<lang>/{train,valid,test}.csv``
     (or env / download cache).
 

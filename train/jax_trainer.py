@@ -365,7 +365,7 @@ def _restore(manager, state: TrainState) -> tuple[TrainState, dict]:
 def epoch_runner(model: jaxnets.Model, x, y, config: TrainConfig) -> Callable[[], float]:
   """A zero-argument function that trains one more epoch and blocks until done.
 
-  For throughput measurements (``train.train_speed``): the jitted step is
+  For throughput measurements (``python -m bench --preset=train_speed``): the jitted step is
   built once, so after the first call no compilation is timed. Returns the
   epoch's mean training loss.
   """

@@ -29,7 +29,7 @@ import platform
 import shutil
 import statistics
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import keras
 import numpy as np
@@ -88,14 +88,14 @@ class Settings:
   """
   seeds: int = 3
   seed: int = 0
-  epochs: Optional[int] = None
-  patience: Optional[int] = None
-  batch_size: Optional[int] = None
-  monitor: Optional[str] = None
+  epochs: int | None = None
+  patience: int | None = None
+  batch_size: int | None = None
+  monitor: str | None = None
   lang: str = "indonesian"
-  max_train_rows: Optional[int] = None
-  max_test_rows: Optional[int] = None
-  data_dir: Optional[str] = None
+  max_train_rows: int | None = None
+  max_test_rows: int | None = None
+  data_dir: str | None = None
   verbose: int = 2
   timing_repeats: int = 3
   trainer: str = "keras"
@@ -157,7 +157,7 @@ class StudyOutput:
 
 # ------------------------------------------------------------------------ data
 
-def _subsample(x: np.ndarray, y: np.ndarray, limit: Optional[int]):
+def _subsample(x: np.ndarray, y: np.ndarray, limit: int | None):
   if limit is None or len(y) <= limit:
     return x, y
   rng = np.random.default_rng(SUBSAMPLE_SEED)
@@ -251,7 +251,7 @@ def _write_json(path: pathlib.Path, payload: Any) -> None:
   report.atomic_write(path, (json.dumps(payload, indent=1, sort_keys=True) + "\n").encode())
 
 
-def read_result(run_dir: pathlib.Path) -> Optional[dict]:
+def read_result(run_dir: pathlib.Path) -> dict | None:
   """The run's finished record, or None if it has none (or an unreadable one)."""
   try:
     with open(run_dir / RESULT_FILE, encoding="utf-8") as f:
@@ -602,7 +602,7 @@ def _write_report(family, study, settings, dataset, jobs, records, partial) -> d
 
 
 def run(family_name: str, study_name: str, workdir: os.PathLike,
-        settings: Settings = Settings(), *, export_dir: Optional[os.PathLike] = None,
+        settings: Settings = Settings(), *, export_dir: os.PathLike | None = None,
         log: Callable[[str], None] = lambda s: print(s, flush=True)) -> list[StudyOutput]:
   """Runs a study (or ``"all"`` studies of a family, or of every family).
 

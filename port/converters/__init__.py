@@ -4,3 +4,5 @@ from port.converters import conv
 from port.converters import core
 from port.converters import recurrent
 from port.converters import text
+
+__all__ = ["conv", "core", "recurrent", "text"]

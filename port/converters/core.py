@@ -21,7 +21,7 @@ def activation_name(cfg: registry.ConfigReader, key: str = "activation") -> str:
                     "only Keras's built-in named activations are supported")
   try:
     activations.get(value)
-  except (KeyError, ValueError):
+  except ValueError:
     raise cfg.error(f"option {key}={value!r} is not a supported activation "
                     f"(supported: {', '.join(activations.NAMES)})") from None
   return value
