@@ -35,42 +35,65 @@ TRAIN_SPEED = "train_speed"
 _FULL = settings_lib.Settings()
 
 PRESET = flags.DEFINE_enum(
-    "preset", "full", [*settings_lib.PRESETS, TRAIN_SPEED],
-    "What to run, and the defaults of the flags below: full (the benchmark of "
-    "BENCHMARKS.md), speedcheck (CNN and MLP, Keras vs the port, batch 256 and batch-1 "
-    "latency), speedcheck_text (the LSTM and SimpleRNN text models, batch 1 and 256), "
-    "train_speed (one epoch of the JAX trainer vs Keras fit; reads --models, "
-    "--num_inputs, --repeats, --json_out). Defaults shown are the full preset's.")
+  "preset",
+  "full",
+  [*settings_lib.PRESETS, TRAIN_SPEED],
+  "What to run, and the defaults of the flags below: full (the benchmark of "
+  "BENCHMARKS.md), speedcheck (CNN and MLP, Keras vs the port, batch 256 and batch-1 "
+  "latency), speedcheck_text (the LSTM and SimpleRNN text models, batch 1 and 256), "
+  "train_speed (one epoch of the JAX trainer vs Keras fit; reads --models, "
+  "--num_inputs, --repeats, --json_out). Defaults shown are the full preset's.",
+)
 MODELS = flags.DEFINE_list(
-    "models", list(_FULL.models), f"Models, from {', '.join(settings_lib.MODELS)}.")
+  "models", list(_FULL.models), f"Models, from {', '.join(settings_lib.MODELS)}."
+)
 BATCH_SIZES = flags.DEFINE_list(
-    "batch_sizes", [str(b) for b in _FULL.batch_sizes], "Batch sizes for throughput.")
+  "batch_sizes", [str(b) for b in _FULL.batch_sizes], "Batch sizes for throughput."
+)
 SYSTEMS = flags.DEFINE_list(
-    "systems", list(_FULL.systems), f"Systems to time, from {', '.join(settings_lib.SYSTEMS)}.")
+  "systems", list(_FULL.systems), f"Systems to time, from {', '.join(settings_lib.SYSTEMS)}."
+)
 REPEATS = flags.DEFINE_integer(
-    "repeats", _FULL.repeats, "Timed interleaved rounds per batch size (train_speed: "
-    "epochs per system).", lower_bound=1)
+  "repeats",
+  _FULL.repeats,
+  "Timed interleaved rounds per batch size (train_speed: epochs per system).",
+  lower_bound=1,
+)
 LATENCY_REPEATS = flags.DEFINE_integer(
-    "latency_repeats", _FULL.latency_repeats, "Timed rounds for batch-1 latency.",
-    lower_bound=1)
+  "latency_repeats", _FULL.latency_repeats, "Timed rounds for batch-1 latency.", lower_bound=1
+)
 NUM_INPUTS = flags.DEFINE_integer(
-    "num_inputs", _FULL.num_inputs, "Rows per model, the test set repeated or cut to this "
-    "(train_speed: training rows per timed epoch).", lower_bound=1)
+  "num_inputs",
+  _FULL.num_inputs,
+  "Rows per model, the test set repeated or cut to this "
+  "(train_speed: training rows per timed epoch).",
+  lower_bound=1,
+)
 MAX_BATCHES = flags.DEFINE_integer(
-    "max_batches", _FULL.max_batches, "At most this many batches per timed pass (rows = "
-    "min(num_inputs, batch_size * max_batches)).", lower_bound=1)
+  "max_batches",
+  _FULL.max_batches,
+  "At most this many batches per timed pass (rows = min(num_inputs, batch_size * max_batches)).",
+  lower_bound=1,
+)
 MATMUL_SIZES = flags.DEFINE_list(
-    "matmul_sizes", [str(n) for n in _FULL.matmul_sizes], "Sizes of the square float32 "
-    "matmuls timed for the peak.")
+  "matmul_sizes",
+  [str(n) for n in _FULL.matmul_sizes],
+  "Sizes of the square float32 matmuls timed for the peak.",
+)
 MEMORY = flags.DEFINE_bool(
-    "memory", _FULL.memory, "Measure peak memory (one fresh process per system).")
+  "memory", _FULL.memory, "Measure peak memory (one fresh process per system)."
+)
 COLD_START = flags.DEFINE_bool(
-    "cold_start", _FULL.cold_start, "Measure cold start (fresh processes).")
+  "cold_start", _FULL.cold_start, "Measure cold start (fresh processes)."
+)
 COLD_START_REPEATS = flags.DEFINE_integer(
-    "cold_start_repeats", _FULL.cold_start_repeats, "Timed cold-start rounds.", lower_bound=1)
+  "cold_start_repeats", _FULL.cold_start_repeats, "Timed cold-start rounds.", lower_bound=1
+)
 LAYER_PROFILE = flags.DEFINE_bool(
-    "layer_profile", _FULL.layer_profile, "Time the port layer by layer (jitted prefixes of "
-    "the model) at the largest batch size.")
+  "layer_profile",
+  _FULL.layer_profile,
+  "Time the port layer by layer (jitted prefixes of the model) at the largest batch size.",
+)
 JSON_OUT = flags.DEFINE_string("json_out", None, "Write every figure here as JSON.")
 CHART_OUT = flags.DEFINE_string("chart_out", None, "Write a PNG chart here.")
 
@@ -84,9 +107,22 @@ def _ints(values) -> tuple[int, ...]:
 
 
 # Flags that set the Settings field of the same name, and how list values are read.
-_SETTINGS_FLAGS = ("models", "batch_sizes", "systems", "repeats", "latency_repeats",
-                   "num_inputs", "max_batches", "matmul_sizes", "memory", "cold_start",
-                   "cold_start_repeats", "layer_profile", "seed", "data_dir")
+_SETTINGS_FLAGS = (
+  "models",
+  "batch_sizes",
+  "systems",
+  "repeats",
+  "latency_repeats",
+  "num_inputs",
+  "max_batches",
+  "matmul_sizes",
+  "memory",
+  "cold_start",
+  "cold_start_repeats",
+  "layer_profile",
+  "seed",
+  "data_dir",
+)
 _PARSE = {"models": _unique, "systems": _unique, "batch_sizes": _ints, "matmul_sizes": _ints}
 _TRAIN_SPEED_FLAGS = ("models", "num_inputs", "repeats", "json_out", "data_dir", "seed")
 
@@ -103,8 +139,11 @@ def _write_json(value) -> None:
 
 def run_inference(command: str) -> None:
   try:
-    overrides = {name: _PARSE.get(name, lambda v: v)(flags.FLAGS[name].value)
-                 for name in _SETTINGS_FLAGS if _given(name)}
+    overrides = {
+      name: _PARSE.get(name, lambda v: v)(flags.FLAGS[name].value)
+      for name in _SETTINGS_FLAGS
+      if _given(name)
+    }
     if _given("workdir"):
       overrides["workdir"] = common.WORKDIR.value
     settings = settings_lib.preset(PRESET.value, **overrides)
@@ -120,22 +159,27 @@ def run_inference(command: str) -> None:
 
 
 def run_train_speed() -> None:
-  ignored = [f"--{name}" for name in (*_SETTINGS_FLAGS, "workdir", "chart_out")
-             if _given(name) and name not in _TRAIN_SPEED_FLAGS]
+  ignored = [
+    f"--{name}"
+    for name in (*_SETTINGS_FLAGS, "workdir", "chart_out")
+    if _given(name) and name not in _TRAIN_SPEED_FLAGS
+  ]
   if ignored:
     raise app.UsageError(f"not read by --preset={TRAIN_SPEED}: {', '.join(ignored)}")
   models = _unique(MODELS.value) if _given("models") else train_speed.DEFAULT_MODELS
   unknown = set(models) - set(train_speed.MODELS)
   if unknown:
-    raise app.UsageError(f"unknown models {sorted(unknown)}; valid: "
-                         f"{', '.join(train_speed.MODELS)}")
+    raise app.UsageError(
+      f"unknown models {sorted(unknown)}; valid: {', '.join(train_speed.MODELS)}"
+    )
   rows = NUM_INPUTS.value if _given("num_inputs") else train_speed.DEFAULT_ROWS
   repeats = REPEATS.value if _given("repeats") else train_speed.DEFAULT_REPEATS
   results = []
   for name in models:
     print(f"measuring {name} ...", flush=True)
-    results.append(train_speed.measure(name, rows, repeats, common.DATA_DIR.value,
-                                       common.SEED.value))
+    results.append(
+      train_speed.measure(name, rows, repeats, common.DATA_DIR.value, common.SEED.value)
+    )
   print("\n" + train_speed.markdown(results), flush=True)
   if JSON_OUT.value:
     _write_json(results)

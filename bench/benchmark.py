@@ -72,19 +72,28 @@ def run(settings: Settings, command: str = "") -> dict:
   if data_dir and not os.path.isabs(data_dir) and not os.path.isdir(data_dir):
     data_dir = os.path.join(systems_lib.REPO_ROOT, data_dir)
   settings = dataclasses.replace(settings, data_dir=data_dir)
-  results = {"environment": {
-      "command": command, "date": datetime.datetime.now().isoformat(timespec="seconds"),
-      "cpu_model": _cpu_model(), "cpu_count": os.cpu_count(), "load_before": _load_average(),
-      "jax_devices": [str(d) for d in jax.devices()], "versions": _versions(),
-      "xla_flags": os.environ.get("XLA_FLAGS", ""), "data_dir": data_dir},
-      "settings": settings.record()}
+  results = {
+    "environment": {
+      "command": command,
+      "date": datetime.datetime.now().isoformat(timespec="seconds"),
+      "cpu_model": _cpu_model(),
+      "cpu_count": os.cpu_count(),
+      "load_before": _load_average(),
+      "jax_devices": [str(d) for d in jax.devices()],
+      "versions": _versions(),
+      "xla_flags": os.environ.get("XLA_FLAGS", ""),
+      "data_dir": data_dir,
+    },
+    "settings": settings.record(),
+  }
   settings.log("measuring the float32 matmul peak ...")
   results["matmul_peak_before"] = measure.matmul_peak(settings.matmul_sizes)
   results["models"] = []
   with tempfile.TemporaryDirectory(prefix="jaxnets-bench-") as workspace:
     for name in settings.models:
-      results["models"].append(bench_model(name, settings, workspace,
-                                           results["matmul_peak_before"]["size"]))
+      results["models"].append(
+        bench_model(name, settings, workspace, results["matmul_peak_before"]["size"])
+      )
   results["matmul_peak_after"] = measure.matmul_peak(settings.matmul_sizes)
   results["targets"] = [t for r in results["models"] for t in report.evaluate_targets(r)]
   results["environment"]["load_after"] = _load_average()
@@ -99,13 +108,21 @@ def bench_model(name: str, settings: Settings, workspace: str, matmul_size: int)
   log(f"[{name}] {workload.weights}; inputs: {workload.inputs}, {x_all.shape} {x_all.dtype}")
   model_dir = os.path.join(workspace, name)
   assets, port_convert_s = _save_assets(name, workload.keras_model, model_dir)
-  record = {"model": name, "weights": workload.weights, "inputs": workload.inputs,
-            "input_shape": list(x_all.shape[1:]), "input_dtype": str(x_all.dtype),
-            "num_inputs": len(x_all), "param_count": assets.port_model.param_count,
-            "port_convert_s": port_convert_s, "systems": {}}
+  record = {
+    "model": name,
+    "weights": workload.weights,
+    "inputs": workload.inputs,
+    "input_shape": list(x_all.shape[1:]),
+    "input_dtype": str(x_all.dtype),
+    "num_inputs": len(x_all),
+    "param_count": assets.port_model.param_count,
+    "port_convert_s": port_convert_s,
+    "systems": {},
+  }
   record["flops_per_layer_full_length"] = [
-      {"layer": n, "class": c, "flops": f}
-      for n, c, f in flops.per_layer(assets.port_model, x_all.shape[1:])]
+    {"layer": n, "class": c, "flops": f}
+    for n, c, f in flops.per_layer(assets.port_model, x_all.shape[1:])
+  ]
 
   b_max = max(settings.batch_sizes)
   # Whole batches only (every pre-built batch has one shape), unless fewer rows
@@ -114,21 +131,31 @@ def bench_model(name: str, settings: Settings, workspace: str, matmul_size: int)
   for b in settings.batch_sizes:
     rows = min(len(x_all), b * settings.max_batches)
     rows_for[b] = rows // b * b if rows >= b else rows
-  systems = _set_up(settings, assets, x_all, x_all[:rows_for[b_max]], b_max, record["systems"],
-                    workspace, model_dir)
+  systems = _set_up(
+    settings,
+    assets,
+    x_all,
+    x_all[: rows_for[b_max]],
+    b_max,
+    record["systems"],
+    workspace,
+    model_dir,
+  )
   # Batch-1 latency: a row of median real length for text models.
   if flops.is_text(assets.port_model):
     lengths = flops.real_lengths(x_all)
     row = int(np.argsort(lengths, kind="stable")[len(lengths) // 2])
   else:
     row = 0
-  x1 = x_all[row:row + 1]
+  x1 = x_all[row : row + 1]
   matmul = measure.matmul(matmul_size)
   try:
     record["throughput"] = {
-        str(b): _throughput(name, settings, systems, assets.port_model, x_all[:rows_for[b]], b,
-                            matmul, matmul_size)
-        for b in settings.batch_sizes}
+      str(b): _throughput(
+        name, settings, systems, assets.port_model, x_all[: rows_for[b]], b, matmul, matmul_size
+      )
+      for b in settings.batch_sizes
+    }
     record["latency"] = _latency(name, settings, systems, assets.port_model, x1)
   finally:
     for system in systems.values():
@@ -136,11 +163,13 @@ def bench_model(name: str, settings: Settings, workspace: str, matmul_size: int)
 
   if settings.layer_profile and "port_jit" in systems:
     log(f"[{name}] per-layer profile of the port ...")
-    record["layer_profile"] = {"batch_size": b_max, "layers": measure.layer_profile(
-        assets.port_model, x_all[:b_max], settings.repeats)}
+    record["layer_profile"] = {
+      "batch_size": b_max,
+      "layers": measure.layer_profile(assets.port_model, x_all[:b_max], settings.repeats),
+    }
   if settings.memory:
     inputs_path = os.path.join(model_dir, "inputs.npy")
-    np.save(inputs_path, x_all[:rows_for[b_max]])
+    np.save(inputs_path, x_all[: rows_for[b_max]])
     for n in systems:
       log(f"[{name}] peak memory of {n} (fresh process) ...")
       record["systems"][n]["memory"] = worker.measure_memory(n, assets, inputs_path, b_max)
@@ -158,8 +187,12 @@ def bench_model(name: str, settings: Settings, workspace: str, matmul_size: int)
 def _save_assets(name: str, keras_model, model_dir: str) -> tuple[systems_lib.Assets, float]:
   """The model saved as ``.keras`` and ported (timed) and saved as jaxnets."""
   os.makedirs(model_dir, exist_ok=True)
-  assets = systems_lib.Assets(name, os.path.join(model_dir, "model.keras"),
-                              os.path.join(model_dir, "port"), keras_model=keras_model)
+  assets = systems_lib.Assets(
+    name,
+    os.path.join(model_dir, "model.keras"),
+    os.path.join(model_dir, "port"),
+    keras_model=keras_model,
+  )
   keras_model.save(assets.keras_path)
   start = time.perf_counter()
   assets.port_model = port.load(keras_model)
@@ -168,9 +201,16 @@ def _save_assets(name: str, keras_model, model_dir: str) -> tuple[systems_lib.As
   return assets, port_convert_s
 
 
-def _set_up(settings: Settings, assets: systems_lib.Assets, x_all: np.ndarray,
-            x_check: np.ndarray, batch_size: int, entries: dict, workspace: str,
-            model_dir: str) -> dict[str, systems_lib.System]:
+def _set_up(
+  settings: Settings,
+  assets: systems_lib.Assets,
+  x_all: np.ndarray,
+  x_check: np.ndarray,
+  batch_size: int,
+  entries: dict,
+  workspace: str,
+  model_dir: str,
+) -> dict[str, systems_lib.System]:
   """Sets up every system, times its first call and checks it against Keras.
 
   Fills ``entries[system]`` (status, set-up and first-call seconds, agreement);
@@ -178,8 +218,9 @@ def _set_up(settings: Settings, assets: systems_lib.Assets, x_all: np.ndarray,
   not raised.
   """
   log, name, keras_model = settings.log, assets.name, assets.keras_model
-  expected = np.concatenate([np.asarray(keras_model(b, training=False))
-                             for b in systems_lib.batches(x_check, 256)])
+  expected = np.concatenate(
+    [np.asarray(keras_model(b, training=False)) for b in systems_lib.batches(x_check, 256)]
+  )
   systems = {}
   for system_name in settings.systems:
     entry = entries.setdefault(system_name, {})
@@ -208,8 +249,10 @@ def _set_up(settings: Settings, assets: systems_lib.Assets, x_all: np.ndarray,
       entry["agreement"] = _agreement(system.outputs(x_check, batch_size), expected)
       entry["status"] = "ok"
       systems[system_name] = system
-      log(f"[{name}] {system_name}: set-up {entry['setup_s']:.2f} s, first call "
-          f"{entry['first_call_s']:.2f} s, max abs diff {entry['agreement']['max_abs_diff']}")
+      log(
+        f"[{name}] {system_name}: set-up {entry['setup_s']:.2f} s, first call "
+        f"{entry['first_call_s']:.2f} s, max abs diff {entry['agreement']['max_abs_diff']}"
+      )
     except Exception as e:  # pylint: disable=broad-except
       entry["status"] = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}"
       log(f"[{name}] {system_name}: {entry['status']}")
@@ -219,9 +262,16 @@ def _set_up(settings: Settings, assets: systems_lib.Assets, x_all: np.ndarray,
   return systems
 
 
-def _throughput(name: str, settings: Settings, systems: dict, port_model, x: np.ndarray,
-                batch_size: int, matmul: tuple[Callable[[], Any], int],
-                matmul_size: int) -> dict:
+def _throughput(
+  name: str,
+  settings: Settings,
+  systems: dict,
+  port_model,
+  x: np.ndarray,
+  batch_size: int,
+  matmul: tuple[Callable[[], Any], int],
+  matmul_size: int,
+) -> dict:
   """Interleaved throughput rounds at one batch size, the matmul peak among them.
 
   The matmul (``measure.matmul(matmul_size)``) is timed inside every round, so
@@ -230,8 +280,9 @@ def _throughput(name: str, settings: Settings, systems: dict, port_model, x: np.
   """
   runners = {n: s.runner(x, batch_size) for n, s in systems.items()}
   runners[_MATMUL], matmul_flops = matmul
-  settings.log(f"[{name}] throughput, batch {batch_size}: {len(x)} rows x {settings.repeats} "
-               "rounds ...")
+  settings.log(
+    f"[{name}] throughput, batch {batch_size}: {len(x)} rows x {settings.repeats} rounds ..."
+  )
   result = timing.interleaved(runners, repeats=settings.repeats, warmup=1)
   useful = flops.model_flops(port_model, x)
   per_system = {}
@@ -239,13 +290,21 @@ def _throughput(name: str, settings: Settings, systems: dict, port_model, x: np.
     stats = _stats(result["times"][n], len(x))
     stats["gflops"] = useful / stats["median_s"] / 1e9
     stats["peak_fraction"] = statistics.median(
-        (useful / t) / (matmul_flops / t_mm)
-        for t, t_mm in zip(result["times"][n], result["times"][_MATMUL]))
+      (useful / t) / (matmul_flops / t_mm)
+      for t, t_mm in zip(result["times"][n], result["times"][_MATMUL])
+    )
     per_system[n] = stats
-  return {"rows": len(x), "flops": useful, "systems": per_system,
-          "matmul": {"size": matmul_size, "times_s": result["times"][_MATMUL],
-                     "gflops": matmul_flops / result["median"][_MATMUL] / 1e9},
-          "port_speedup": _ratios(result, list(systems))}
+  return {
+    "rows": len(x),
+    "flops": useful,
+    "systems": per_system,
+    "matmul": {
+      "size": matmul_size,
+      "times_s": result["times"][_MATMUL],
+      "gflops": matmul_flops / result["median"][_MATMUL] / 1e9,
+    },
+    "port_speedup": _ratios(result, list(systems)),
+  }
 
 
 def _latency(name: str, settings: Settings, systems: dict, port_model, x1: np.ndarray) -> dict:
@@ -254,34 +313,49 @@ def _latency(name: str, settings: Settings, systems: dict, port_model, x1: np.nd
   runners = {n: s.runner(x1, 1) for n, s in systems.items()}
   result = timing.interleaved(runners, repeats=settings.latency_repeats, warmup=3)
   return {
-      "row_real_length": (int(flops.real_lengths(x1)[0]) if flops.is_text(port_model)
-                          else None),
-      "systems": {n: {"median_ms": 1e3 * result["median"][n],
-                      "p99_ms": 1e3 * float(np.percentile(result["times"][n], 99)),
-                      "min_ms": 1e3 * result["min"][n], "times_s": result["times"][n]}
-                  for n in systems},
-      "port_speedup": _ratios(result, list(systems))}
+    "row_real_length": (int(flops.real_lengths(x1)[0]) if flops.is_text(port_model) else None),
+    "systems": {
+      n: {
+        "median_ms": 1e3 * result["median"][n],
+        "p99_ms": 1e3 * float(np.percentile(result["times"][n], 99)),
+        "min_ms": 1e3 * result["min"][n],
+        "times_s": result["times"][n],
+      }
+      for n in systems
+    },
+    "port_speedup": _ratios(result, list(systems)),
+  }
 
 
 def _agreement(got, expected) -> dict:
   got = np.asarray(got)
   if got.shape != expected.shape:
     return {"max_abs_diff": None, "argmax_equal": None, "error": f"shape {got.shape}"}
-  return {"max_abs_diff": float(np.max(np.abs(got - expected))),
-          "argmax_equal": float(np.mean(got.argmax(-1) == expected.argmax(-1)))}
+  return {
+    "max_abs_diff": float(np.max(np.abs(got - expected))),
+    "argmax_equal": float(np.mean(got.argmax(-1) == expected.argmax(-1))),
+  }
 
 
 def _stats(times: list[float], rows: int) -> dict:
   median = statistics.median(times)
-  return {"times_s": times, "median_s": median, "min_s": min(times), "max_s": max(times),
-          "rows": rows, "rows_per_s": rows / median, "rows_per_s_min": rows / max(times),
-          "rows_per_s_max": rows / min(times)}
+  return {
+    "times_s": times,
+    "median_s": median,
+    "min_s": min(times),
+    "max_s": max(times),
+    "rows": rows,
+    "rows_per_s": rows / median,
+    "rows_per_s_min": rows / max(times),
+    "rows_per_s_max": rows / min(times),
+  }
 
 
 def _ratios(result: dict, names: list[str]) -> dict:
   """``{port: {peer: median per-round t_peer / t_port}}`` (> 1: port faster)."""
-  return {p: {q: result["ratio"][(p, q)] for q in names if q != p}
-          for p in PORT_SYSTEMS if p in names}
+  return {
+    p: {q: result["ratio"][(p, q)] for q in names if q != p} for p in PORT_SYSTEMS if p in names
+  }
 
 
 def _cpu_model() -> str:
@@ -299,8 +373,16 @@ def _load_average() -> str:
 
 def _versions() -> dict[str, str]:
   out = {"python": platform.python_version()}
-  for package in ("jax", "jaxlib", "tensorflow", "keras", "onnxruntime", "tf2onnx", "tf2jax",
-                  "numpy"):
+  for package in (
+    "jax",
+    "jaxlib",
+    "tensorflow",
+    "keras",
+    "onnxruntime",
+    "tf2onnx",
+    "tf2jax",
+    "numpy",
+  ):
     with contextlib.suppress(metadata.PackageNotFoundError):
       out[package] = metadata.version(package)
   return out

@@ -62,8 +62,10 @@ def counter_for(layer: base.Layer) -> Callable:
   for cls in type(layer).__mro__:
     if cls in known:
       return registry.record_for(cls).flops
-  raise UnknownLayerError(f"no FLOP formula for jaxnets layer class {type(layer).__name__} "
-                          f"(layer {layer.name!r}): register a port record for it")
+  raise UnknownLayerError(
+    f"no FLOP formula for jaxnets layer class {type(layer).__name__} "
+    f"(layer {layer.name!r}): register a port record for it"
+  )
 
 
 def _input_dtype(layer: base.Layer):
@@ -91,15 +93,22 @@ def per_layer(model, example_shape: Sequence[int]) -> list[tuple[str, str, int]]
   (for a text model: ``(length,)`` of token ids).
   """
   rows = []
-  x = jax.ShapeDtypeStruct((1,) + tuple(int(d) for d in example_shape),
-                           _input_dtype(model.layers[0]) if model.layers else jnp.float32)
+  x = jax.ShapeDtypeStruct(
+    (1,) + tuple(int(d) for d in example_shape),
+    _input_dtype(model.layers[0]) if model.layers else jnp.float32,
+  )
   mask = None
   for layer in model.layers:
     params = model.params.get(layer.name, {})
     counter = counter_for(layer)
     y, mask = jax.eval_shape(lambda p, v, m, layer=layer: layer.apply(p, v, m), params, x, mask)
-    rows.append((layer.name, type(layer).__name__,
-                 int(counter(layer, tuple(x.shape[1:]), tuple(y.shape[1:])))))
+    rows.append(
+      (
+        layer.name,
+        type(layer).__name__,
+        int(counter(layer, tuple(x.shape[1:]), tuple(y.shape[1:]))),
+      )
+    )
     x = y
   return rows
 
@@ -142,7 +151,10 @@ def per_layer_total(model, x: np.ndarray) -> list[tuple[str, str, int]]:
     # An all-padding row does no useful time step; a zero-length trace is not
     # something every layer supports, and each count is affine in the length
     # (time steps times a per-step cost, or a constant), so extrapolate.
-    row = (np.asarray(at(int(length))) if length
-           else np.maximum(0, 2 * np.asarray(at(1)) - np.asarray(at(2))))
+    row = (
+      np.asarray(at(int(length)))
+      if length
+      else np.maximum(0, 2 * np.asarray(at(1)) - np.asarray(at(2)))
+    )
     totals += int(count) * row
   return [(layer.name, type(layer).__name__, int(t)) for layer, t in zip(model.layers, totals)]

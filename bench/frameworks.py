@@ -17,8 +17,10 @@ def keras():
   as it needs it, since it shares the GPU with JAX in the benchmark's process.
   """
   import keras as keras_module  # pylint: disable=import-outside-toplevel
+
   if keras_module.backend.backend() == "tensorflow":
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
     tf.config.experimental.enable_tensor_float_32_execution(False)
     for gpu in tf.config.list_physical_devices("GPU"):
       with contextlib.suppress(RuntimeError):  # already initialised: nothing to change
@@ -31,5 +33,6 @@ def keras():
 def jax():
   """JAX, with float32 matmuls at full precision (no TF32, no bfloat16 passes)."""
   import jax as jax_module  # pylint: disable=import-outside-toplevel
+
   jax_module.config.update("jax_default_matmul_precision", "highest")
   return jax_module

@@ -58,22 +58,32 @@ def layer_profile(model, x: np.ndarray, repeats: int) -> list[dict]:
       for layer in layers[:k]:
         v, mask = layer.apply(params.get(layer.name, {}), v, mask)
       return v
+
     return jax.jit(forward)
 
   batch = jax.device_put(x)
   fns = {k: prefix(k) for k in range(1, len(layers) + 1)}
   result = timing.interleaved(
-      {k: (lambda f=f: f(model.params, batch).block_until_ready()) for k, f in fns.items()},
-      repeats=repeats, warmup=1)
+    {k: (lambda f=f: f(model.params, batch).block_until_ready()) for k, f in fns.items()},
+    repeats=repeats,
+    warmup=1,
+  )
   counts = flops.per_layer_total(model, x)
   rows, total = [], result["median"][len(layers)]
   for k, (name, cls, flop_count) in enumerate(counts, start=1):
     previous = result["times"].get(k - 1)
     deltas = [t - (previous[i] if previous else 0.0) for i, t in enumerate(result["times"][k])]
     seconds = statistics.median(deltas)
-    rows.append({"layer": name, "class": cls, "flops": flop_count, "ms": 1e3 * seconds,
-                 "share": seconds / total,
-                 "gflops": flop_count / seconds / 1e9 if seconds > 0 and flop_count else None})
+    rows.append(
+      {
+        "layer": name,
+        "class": cls,
+        "flops": flop_count,
+        "ms": 1e3 * seconds,
+        "share": seconds / total,
+        "gflops": flop_count / seconds / 1e9 if seconds > 0 and flop_count else None,
+      }
+    )
   return rows
 
 
@@ -86,45 +96,62 @@ def cold_start(assets: Assets, x1_path: str, repeats: int) -> dict:
   One warm-up round first fills the page cache.
   """
   scripts = {
-      "port": ("import json, time; t0 = time.perf_counter()\n"
-               "import numpy as np, jaxnets; t1 = time.perf_counter()\n"
-               f"m = jaxnets.load({assets.port_dir!r}); t2 = time.perf_counter()\n"
-               f"y = m.predict(np.load({x1_path!r})); t3 = time.perf_counter()\n"
-               "print(json.dumps({'import_s': t1 - t0, 'load_s': t2 - t1, "
-               "'predict_s': t3 - t2, 'output': y.tolist()}), flush=True)\n"),
-      "keras": ("import json, time; t0 = time.perf_counter()\n"
-                "import numpy as np, keras; t1 = time.perf_counter()\n"
-                f"m = keras.saving.load_model({assets.keras_path!r}); t2 = time.perf_counter()\n"
-                f"y = m.predict(np.load({x1_path!r}), verbose=0); t3 = time.perf_counter()\n"
-                "print(json.dumps({'import_s': t1 - t0, 'load_s': t2 - t1, "
-                "'predict_s': t3 - t2, 'output': y.tolist()}), flush=True)\n"),
+    "port": (
+      "import json, time; t0 = time.perf_counter()\n"
+      "import numpy as np, jaxnets; t1 = time.perf_counter()\n"
+      f"m = jaxnets.load({assets.port_dir!r}); t2 = time.perf_counter()\n"
+      f"y = m.predict(np.load({x1_path!r})); t3 = time.perf_counter()\n"
+      "print(json.dumps({'import_s': t1 - t0, 'load_s': t2 - t1, "
+      "'predict_s': t3 - t2, 'output': y.tolist()}), flush=True)\n"
+    ),
+    "keras": (
+      "import json, time; t0 = time.perf_counter()\n"
+      "import numpy as np, keras; t1 = time.perf_counter()\n"
+      f"m = keras.saving.load_model({assets.keras_path!r}); t2 = time.perf_counter()\n"
+      f"y = m.predict(np.load({x1_path!r}), verbose=0); t3 = time.perf_counter()\n"
+      "print(json.dumps({'import_s': t1 - t0, 'load_s': t2 - t1, "
+      "'predict_s': t3 - t2, 'output': y.tolist()}), flush=True)\n"
+    ),
   }
   env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
   runs = {name: [] for name in scripts}
 
   def launch(name):
     start = time.perf_counter()
-    with subprocess.Popen([sys.executable, "-c", scripts[name]], stdout=subprocess.PIPE,  # pylint: disable=consider-using-with
-                          stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT, env=env) as proc:
+    with subprocess.Popen(
+      [sys.executable, "-c", scripts[name]],
+      stdout=subprocess.PIPE,  # pylint: disable=consider-using-with
+      stderr=subprocess.PIPE,
+      text=True,
+      cwd=REPO_ROOT,
+      env=env,
+    ) as proc:
       line = proc.stdout.readline()
       first = time.perf_counter() - start
       _, err = proc.communicate()
       if proc.returncode or not line:
         raise RuntimeError(f"cold start ({name}) failed:\n{err[-2000:]}")
-    runs[name].append({**json.loads(line), "first_prediction_s": first,
-                       "exit_s": time.perf_counter() - start})
+    runs[name].append(
+      {**json.loads(line), "first_prediction_s": first, "exit_s": time.perf_counter() - start}
+    )
 
   timing.interleaved({n: (lambda n=n: launch(n)) for n in scripts}, repeats=repeats, warmup=1)
   out = {}
   for name in scripts:
     timed = runs[name][-repeats:]
-    out[name] = {"first_prediction_s": statistics.median(r["first_prediction_s"] for r in timed),
-                 "times_s": [r["first_prediction_s"] for r in timed],
-                 **{k: statistics.median(r[k] for r in timed)
-                    for k in ("import_s", "load_s", "predict_s", "exit_s")}}
-  out["outputs_max_abs_diff"] = float(np.max(np.abs(
-      np.asarray(runs["port"][-1]["output"]) - np.asarray(runs["keras"][-1]["output"]))))
+    out[name] = {
+      "first_prediction_s": statistics.median(r["first_prediction_s"] for r in timed),
+      "times_s": [r["first_prediction_s"] for r in timed],
+      **{
+        k: statistics.median(r[k] for r in timed)
+        for k in ("import_s", "load_s", "predict_s", "exit_s")
+      },
+    }
+  out["outputs_max_abs_diff"] = float(
+    np.max(np.abs(np.asarray(runs["port"][-1]["output"]) - np.asarray(runs["keras"][-1]["output"])))
+  )
   out["keras_over_port"] = statistics.median(
-      k["first_prediction_s"] / p["first_prediction_s"]
-      for p, k in zip(runs["port"][-repeats:], runs["keras"][-repeats:]))
+    k["first_prediction_s"] / p["first_prediction_s"]
+    for p, k in zip(runs["port"][-repeats:], runs["keras"][-repeats:])
+  )
   return out

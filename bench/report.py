@@ -9,9 +9,9 @@ from bench.settings import HEADLINE_PORT, PORT_SYSTEMS
 # The targets the port is held to (port / peer ratios; >= unless stated). Never
 # loosened: a missed target is reported and explained in BENCHMARKS.md.
 TARGETS = {
-    "cnn": {"keras_predict": 1.5, "keras_jax": 1.3, "onnxruntime": 1.0},
-    "lstm": {"keras_predict": 2.0, "onnxruntime": 1.5},
-    "rnn": {"keras_predict": 2.0, "onnxruntime": 1.5},
+  "cnn": {"keras_predict": 1.5, "keras_jax": 1.3, "onnxruntime": 1.0},
+  "lstm": {"keras_predict": 2.0, "onnxruntime": 1.5},
+  "rnn": {"keras_predict": 2.0, "onnxruntime": 1.5},
 }
 TARGET_PEAK_FRACTION = {"cnn": 0.90}
 TARGET_LATENCY = {"onnxruntime": 1.0, "keras_predict": 100.0}  # peer latency / port latency
@@ -25,9 +25,17 @@ def evaluate_targets(record: dict) -> list[dict]:
   b = str(max(int(k) for k in record["throughput"])) if record.get("throughput") else None
 
   def add(port, what, value, required, unit="x"):
-    out.append({"model": name, "port": port, "target": what, "value": value,
-                "required": required, "unit": unit,
-                "met": None if value is None else value >= required})
+    out.append(
+      {
+        "model": name,
+        "port": port,
+        "target": what,
+        "value": value,
+        "required": required,
+        "unit": unit,
+        "met": None if value is None else value >= required,
+      }
+    )
 
   for port in PORT_SYSTEMS:
     if port not in record["systems"] or record["systems"][port].get("status") != "ok":
@@ -38,8 +46,13 @@ def evaluate_targets(record: dict) -> list[dict]:
         add(port, f"throughput @{b}: port / {peer}", speedup.get(peer), required)
       if name in TARGET_PEAK_FRACTION:
         stats = record["throughput"][b]["systems"][port]
-        add(port, f"GFLOP/s @{b} / matmul peak", stats["peak_fraction"],
-            TARGET_PEAK_FRACTION[name], "of peak")
+        add(
+          port,
+          f"GFLOP/s @{b} / matmul peak",
+          stats["peak_fraction"],
+          TARGET_PEAK_FRACTION[name],
+          "of peak",
+        )
     if record.get("latency"):
       speedup = record["latency"]["port_speedup"].get(port, {})
       for peer, required in TARGET_LATENCY.items():
@@ -57,30 +70,42 @@ def _fmt(value, spec=".0f", none="—"):
 def markdown(results: dict) -> str:
   """The whole run as markdown: environment, headline targets, per-model tables."""
   env = results["environment"]
-  lines = ["# jaxnets inference benchmark", "",
-           f"- command: `{env['command']}`",
-           f"- {env['cpu_model']}, {env['cpu_count']} CPUs; load average before/after: "
-           f"{env['load_before']} / {env.get('load_after', '—')}",
-           f"- JAX devices: {env['jax_devices']}; " + ", ".join(
-               f"{k} {v}" for k, v in env["versions"].items()),
-           f"- float32 matmul peak (jitted {results['matmul_peak_before']['size']}^2 matmul): "
-           f"{results['matmul_peak_before']['gflops']:.0f} GFLOP/s before the models, "
-           f"{results['matmul_peak_after']['gflops']:.0f} after; it is also timed in every "
-           "throughput round, and \"% peak\" is the median per-round ratio of a system's "
-           "GFLOP/s to the matmul's", ""]
+  lines = [
+    "# jaxnets inference benchmark",
+    "",
+    f"- command: `{env['command']}`",
+    f"- {env['cpu_model']}, {env['cpu_count']} CPUs; load average before/after: "
+    f"{env['load_before']} / {env.get('load_after', '—')}",
+    f"- JAX devices: {env['jax_devices']}; "
+    + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
+    f"- float32 matmul peak (jitted {results['matmul_peak_before']['size']}^2 matmul): "
+    f"{results['matmul_peak_before']['gflops']:.0f} GFLOP/s before the models, "
+    f"{results['matmul_peak_after']['gflops']:.0f} after; it is also timed in every "
+    'throughput round, and "% peak" is the median per-round ratio of a system\'s '
+    "GFLOP/s to the matmul's",
+    "",
+  ]
   targets = results["targets"]
   if targets:
-    lines += ["## Targets (ratios are medians of interleaved per-round ratios; > 1: the port "
-              "is faster)", "",
-              "| model | port | target | measured | required | met |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+      "## Targets (ratios are medians of interleaved per-round ratios; > 1: the port is faster)",
+      "",
+      "| model | port | target | measured | required | met |",
+      "|---|---|---|---|---|---|",
+    ]
     for t in targets:
-      value = (_fmt(t["value"], ".0%") if t["unit"] == "of peak"
-               else _fmt(t["value"], ".2f") + "x" if t["value"] is not None else "—")
-      required = (f"{t['required']:.0%}" if t["unit"] == "of peak" else f"{t['required']:g}x")
+      value = (
+        _fmt(t["value"], ".0%")
+        if t["unit"] == "of peak"
+        else _fmt(t["value"], ".2f") + "x"
+        if t["value"] is not None
+        else "—"
+      )
+      required = f"{t['required']:.0%}" if t["unit"] == "of peak" else f"{t['required']:g}x"
       met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
-      lines.append(f"| {t['model']} | {t['port']} | {t['target']} | {value} | ≥ {required} "
-                   f"| {met} |")
+      lines.append(
+        f"| {t['model']} | {t['port']} | {t['target']} | {value} | ≥ {required} | {met} |"
+      )
     lines.append("")
   for record in results["models"]:
     lines += _model_tables(record)
@@ -89,15 +114,28 @@ def markdown(results: dict) -> str:
 
 def _model_tables(record: dict) -> list[str]:
   name = record["model"]
-  lines = [f"## {name}: {record['weights']}; {record['param_count']:,} parameters", "",
-           f"Inputs: {record['inputs']}, {record['input_dtype']} "
-           f"{tuple(record['input_shape'])}.", ""]
+  lines = [
+    f"## {name}: {record['weights']}; {record['param_count']:,} parameters",
+    "",
+    f"Inputs: {record['inputs']}, {record['input_dtype']} {tuple(record['input_shape'])}.",
+    "",
+  ]
   batch_keys = list(record.get("throughput", {}))
   b_max = max(batch_keys, key=int) if batch_keys else None
-  header = (["system"] + [f"rows/s @{b}" for b in batch_keys]
-            + [f"port ÷ it @{b}" for b in batch_keys]
-            + ["GFLOP/s (% peak)", "batch-1 ms: median / p99", "port ÷ it, batch 1",
-               "set-up s", "first call s", "peak RSS MB (after import)", "max abs diff"])
+  header = (
+    ["system"]
+    + [f"rows/s @{b}" for b in batch_keys]
+    + [f"port ÷ it @{b}" for b in batch_keys]
+    + [
+      "GFLOP/s (% peak)",
+      "batch-1 ms: median / p99",
+      "port ÷ it, batch 1",
+      "set-up s",
+      "first call s",
+      "peak RSS MB (after import)",
+      "max abs diff",
+    ]
+  )
   lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   latency = record.get("latency", {})
   for system, entry in record["systems"].items():
@@ -107,8 +145,9 @@ def _model_tables(record: dict) -> list[str]:
     cells = [system]
     for b in batch_keys:
       s = record["throughput"][b]["systems"][system]
-      cells.append(f"{s['rows_per_s']:,.0f} ({s['rows_per_s_min']:,.0f}–"
-                   f"{s['rows_per_s_max']:,.0f})")
+      cells.append(
+        f"{s['rows_per_s']:,.0f} ({s['rows_per_s_min']:,.0f}–{s['rows_per_s_max']:,.0f})"
+      )
     for b in batch_keys:
       ratio = record["throughput"][b]["port_speedup"].get(HEADLINE_PORT, {}).get(system)
       cells.append("—" if ratio is None else f"{ratio:.2f}")
@@ -132,26 +171,43 @@ def _model_tables(record: dict) -> list[str]:
   if "port_jit" in record["systems"] and batch_keys:
     ratios = record["throughput"][b_max]["port_speedup"].get("port_jit", {})
     if ratios:
-      lines += ["`port_jit` ÷ peers @" + b_max + ": " + ", ".join(
-          f"{k} {v:.2f}" for k, v in ratios.items()), ""]
+      lines += [
+        "`port_jit` ÷ peers @"
+        + b_max
+        + ": "
+        + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items()),
+        "",
+      ]
   profile = record.get("layer_profile")
   if profile:
-    lines += [f"Port, layer by layer (jitted prefixes, batch {profile['batch_size']}):", "",
-              "| layer | class | MFLOP | ms | share | GFLOP/s |", "|---|---|---|---|---|---|"]
+    lines += [
+      f"Port, layer by layer (jitted prefixes, batch {profile['batch_size']}):",
+      "",
+      "| layer | class | MFLOP | ms | share | GFLOP/s |",
+      "|---|---|---|---|---|---|",
+    ]
     for row in profile["layers"]:
-      lines.append(f"| {row['layer']} | {row['class']} | {row['flops'] / 1e6:,.1f} | "
-                   f"{row['ms']:.2f} | {row['share']:.0%} | {_fmt(row['gflops'], '.1f')} |")
+      lines.append(
+        f"| {row['layer']} | {row['class']} | {row['flops'] / 1e6:,.1f} | "
+        f"{row['ms']:.2f} | {row['share']:.0%} | {_fmt(row['gflops'], '.1f')} |"
+      )
     lines.append("")
   cold = record.get("cold_start")
   if cold and "error" not in cold:
-    def stage(side):
-      return (f"{cold[side]['first_prediction_s']:.2f} s (import {cold[side]['import_s']:.2f}, "
-              f"load {cold[side]['load_s']:.2f}, predict {cold[side]['predict_s']:.2f}; exit "
-              f"done at {cold[side]['exit_s']:.2f})")
 
-    lines += [f"Cold start, spawn to first prediction (median of {len(cold['port']['times_s'])} "
-              f"interleaved rounds): port {stage('port')}; keras {stage('keras')}; keras ÷ port "
-              f"{cold['keras_over_port']:.2f}", ""]
+    def stage(side):
+      return (
+        f"{cold[side]['first_prediction_s']:.2f} s (import {cold[side]['import_s']:.2f}, "
+        f"load {cold[side]['load_s']:.2f}, predict {cold[side]['predict_s']:.2f}; exit "
+        f"done at {cold[side]['exit_s']:.2f})"
+      )
+
+    lines += [
+      f"Cold start, spawn to first prediction (median of {len(cold['port']['times_s'])} "
+      f"interleaved rounds): port {stage('port')}; keras {stage('keras')}; keras ÷ port "
+      f"{cold['keras_over_port']:.2f}",
+      "",
+    ]
   elif cold:
     lines += [f"Cold start failed: {cold['error'][:200]}", ""]
   return lines
@@ -160,20 +216,23 @@ def _model_tables(record: dict) -> list[str]:
 def chart(results: dict, path: str) -> None:
   """Per model: throughput at the largest batch and batch-1 latency, per system."""
   import matplotlib  # pylint: disable=import-outside-toplevel
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
   records = [r for r in results["models"] if r.get("throughput")]
-  fig, axes = plt.subplots(2, max(1, len(records)), figsize=(4.5 * max(1, len(records)), 8),
-                           squeeze=False)
+  fig, axes = plt.subplots(
+    2, max(1, len(records)), figsize=(4.5 * max(1, len(records)), 8), squeeze=False
+  )
   for col, record in enumerate(records):
     b = max(record["throughput"], key=int)
     names = list(record["throughput"][b]["systems"])
     colors = ["tab:red" if n in PORT_SYSTEMS else "tab:gray" for n in names]
     rates = [record["throughput"][b]["systems"][n]["rows_per_s"] for n in names]
-    errors = [[r - record["throughput"][b]["systems"][n]["rows_per_s_min"] for n, r in
-               zip(names, rates)],
-              [record["throughput"][b]["systems"][n]["rows_per_s_max"] - r for n, r in
-               zip(names, rates)]]
+    errors = [
+      [r - record["throughput"][b]["systems"][n]["rows_per_s_min"] for n, r in zip(names, rates)],
+      [record["throughput"][b]["systems"][n]["rows_per_s_max"] - r for n, r in zip(names, rates)],
+    ]
     ax = axes[0][col]
     ax.bar(names, rates, color=colors, yerr=errors, capsize=3)
     ax.set_title(f"{record['model']}: throughput @ batch {b}")
@@ -181,8 +240,11 @@ def chart(results: dict, path: str) -> None:
     ax.tick_params(axis="x", rotation=60)
     ax = axes[1][col]
     lat = record.get("latency", {}).get("systems", {})
-    ax.bar(list(lat), [v["median_ms"] for v in lat.values()],
-           color=["tab:red" if n in PORT_SYSTEMS else "tab:gray" for n in lat])
+    ax.bar(
+      list(lat),
+      [v["median_ms"] for v in lat.values()],
+      color=["tab:red" if n in PORT_SYSTEMS else "tab:gray" for n in lat],
+    )
     ax.set_yscale("log")
     ax.set_title(f"{record['model']}: batch-1 latency")
     ax.set_ylabel("ms (median, log scale)")
@@ -190,8 +252,6 @@ def chart(results: dict, path: str) -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
-
-
 
 
 def json_default(value: Any):

@@ -10,8 +10,16 @@ import sys
 from typing import Any, Callable, Mapping, Sequence
 
 MODELS = ("cnn", "lstm", "rnn", "mlp")
-SYSTEMS = ("keras_predict", "keras_call", "tf_xla", "keras_jax", "onnxruntime", "tf2jax",
-           "port_predict", "port_jit")
+SYSTEMS = (
+  "keras_predict",
+  "keras_call",
+  "tf_xla",
+  "keras_jax",
+  "onnxruntime",
+  "tf2jax",
+  "port_predict",
+  "port_jit",
+)
 PORT_SYSTEMS = ("port_predict", "port_jit")
 HEADLINE_PORT = "port_predict"  # what a user calls; port_jit is shown beside it
 
@@ -47,6 +55,7 @@ class Settings:
     layer_profile: time the port layer by layer at the largest batch size.
     log: receives progress lines.
   """
+
   models: Sequence[str] = MODELS
   batch_sizes: Sequence[int] = (1, 32, 256)
   systems: Sequence[str] = SYSTEMS
@@ -66,17 +75,18 @@ class Settings:
   log: Callable[[str], None] = _stderr
 
   def __post_init__(self):
-    for what, values, valid in (("models", self.models, MODELS),
-                                ("systems", self.systems, SYSTEMS),
-                                ("model_overrides", self.model_overrides, MODELS)):
+    for what, values, valid in (
+      ("models", self.models, MODELS),
+      ("systems", self.systems, SYSTEMS),
+      ("model_overrides", self.model_overrides, MODELS),
+    ):
       unknown = set(values) - set(valid)
       if unknown:
         raise ValueError(f"unknown {what} {sorted(unknown)}; valid: {', '.join(valid)}")
     for what, values in (("batch sizes", self.batch_sizes), ("matmul sizes", self.matmul_sizes)):
       if not values or min(values) < 1:
         raise ValueError(f"{what} must be positive, got {tuple(values)}")
-    for what in ("repeats", "latency_repeats", "num_inputs", "max_batches",
-                 "cold_start_repeats"):
+    for what in ("repeats", "latency_repeats", "num_inputs", "max_batches", "cold_start_repeats"):
       if getattr(self, what) < 1:
         raise ValueError(f"{what} must be at least 1, got {getattr(self, what)}")
 
@@ -85,23 +95,39 @@ class Settings:
     return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "log"}
 
 
-_QUICK = dict(repeats=5, latency_repeats=15, matmul_sizes=(1024,), memory=False,
-              cold_start=False, layer_profile=False)
+_QUICK = dict(
+  repeats=5,
+  latency_repeats=15,
+  matmul_sizes=(1024,),
+  memory=False,
+  cold_start=False,
+  layer_profile=False,
+)
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # Every system, model and figure (BENCHMARKS.md).
-    "full": {},
-    # Keras against the port on the CNN and the MLP: throughput at batch 256 on
-    # 9,984 rows, batch-1 latency; keras_call and port_jit show the direct calls.
-    "speedcheck": dict(_QUICK, models=("cnn", "mlp"), batch_sizes=(256,),
-                       systems=("keras_predict", "keras_call", "port_predict", "port_jit"),
-                       num_inputs=10_000, max_batches=40),
-    # Keras against the port on the text models (NusaX-Senti's 400 test texts as
-    # token ids, repeated to 512 rows): batch 1 over 100 rows, batch 256 over 512,
-    # batch-1 latency.
-    "speedcheck_text": dict(_QUICK, models=("lstm", "rnn"), batch_sizes=(1, 256),
-                            systems=("keras_predict", "port_predict"), num_inputs=512,
-                            max_batches=100),
+  # Every system, model and figure (BENCHMARKS.md).
+  "full": {},
+  # Keras against the port on the CNN and the MLP: throughput at batch 256 on
+  # 9,984 rows, batch-1 latency; keras_call and port_jit show the direct calls.
+  "speedcheck": dict(
+    _QUICK,
+    models=("cnn", "mlp"),
+    batch_sizes=(256,),
+    systems=("keras_predict", "keras_call", "port_predict", "port_jit"),
+    num_inputs=10_000,
+    max_batches=40,
+  ),
+  # Keras against the port on the text models (NusaX-Senti's 400 test texts as
+  # token ids, repeated to 512 rows): batch 1 over 100 rows, batch 256 over 512,
+  # batch-1 latency.
+  "speedcheck_text": dict(
+    _QUICK,
+    models=("lstm", "rnn"),
+    batch_sizes=(1, 256),
+    systems=("keras_predict", "port_predict"),
+    num_inputs=512,
+    max_batches=100,
+  ),
 }
 
 

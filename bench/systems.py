@@ -24,8 +24,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Packages a system needs beyond the project's own dependencies (the `bench`
 # extra). Missing ones make the system "skipped (not installed)".
 REQUIRED_PACKAGES: dict[str, tuple[str, ...]] = {
-    "onnxruntime": ("onnxruntime", "tf2onnx", "onnx"),
-    "tf2jax": ("tf2jax",),
+  "onnxruntime": ("onnxruntime", "tf2onnx", "onnx"),
+  "tf2jax": ("tf2jax",),
 }
 
 # Systems that run in a worker process, and what that process's environment adds.
@@ -37,7 +37,7 @@ def missing_packages(system: str) -> list[str]:
 
 
 def batches(x: np.ndarray, batch_size: int) -> list[np.ndarray]:
-  return [x[i:i + batch_size] for i in range(0, len(x), batch_size)]
+  return [x[i : i + batch_size] for i in range(0, len(x), batch_size)]
 
 
 def worker_command(mode: str, spec: dict) -> list[str]:
@@ -52,6 +52,7 @@ class Assets:
   In the parent the in-memory objects are filled in; a worker process loads
   only what its system needs, from the paths.
   """
+
   name: str
   keras_path: str
   port_dir: str
@@ -67,13 +68,18 @@ class Assets:
   def port(self):
     if self.port_model is None:
       import jaxnets  # pylint: disable=import-outside-toplevel
+
       frameworks.jax()
       self.port_model = jaxnets.load(self.port_dir)
     return self.port_model
 
   def paths(self) -> dict:
-    return {"name": self.name, "keras_path": self.keras_path, "port_dir": self.port_dir,
-            "onnx_path": self.onnx_path}
+    return {
+      "name": self.name,
+      "keras_path": self.keras_path,
+      "port_dir": self.port_dir,
+      "onnx_path": self.onnx_path,
+    }
 
 
 class System:
@@ -101,6 +107,7 @@ class System:
 
 class KerasPredict(System):
   """``model.predict`` of whatever backend this process runs (TF in the parent)."""
+
   name = "keras_predict"
 
   def setup(self):
@@ -112,6 +119,7 @@ class KerasPredict(System):
 
 class KerasCall(System):
   """``model(batch, training=False)`` per pre-built ``tf.Tensor`` batch."""
+
   name = "keras_call"
 
   def setup(self):
@@ -122,38 +130,42 @@ class KerasCall(System):
 
   def runner(self, x, batch_size):
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
     tensors = [tf.constant(b) for b in batches(x, batch_size)]
     return lambda: np.concatenate([np.asarray(self._call(t)) for t in tensors])
 
 
 class TfXla(KerasCall):
   """The Keras call under ``tf.function(jit_compile=True)`` (XLA via TensorFlow)."""
+
   name = "tf_xla"
 
   def setup(self):
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
     super().setup()
     self._call = tf.function(lambda t: self.model(t, training=False), jit_compile=True)
 
 
 class OnnxRuntime(System):
   """ONNX Runtime, CPU provider, default threading, per pre-built numpy batch."""
+
   name = "onnxruntime"
 
   def setup(self):
     import onnxruntime as ort  # pylint: disable=import-outside-toplevel
-    self.session = ort.InferenceSession(self.assets.onnx_path,
-                                        providers=["CPUExecutionProvider"])
+
+    self.session = ort.InferenceSession(self.assets.onnx_path, providers=["CPUExecutionProvider"])
     self.input_name = self.session.get_inputs()[0].name
 
   def runner(self, x, batch_size):
     pieces = batches(x, batch_size)
-    return lambda: np.concatenate(
-        [self.session.run(None, {self.input_name: b})[0] for b in pieces])
+    return lambda: np.concatenate([self.session.run(None, {self.input_name: b})[0] for b in pieces])
 
 
 class Tf2Jax(System):
   """``tf2jax.convert`` of the Keras call, jitted; one conversion per batch shape."""
+
   name = "tf2jax"
 
   def setup(self):
@@ -163,11 +175,13 @@ class Tf2Jax(System):
   def _fn(self, example: np.ndarray):
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     import tf2jax  # pylint: disable=import-outside-toplevel
+
     jax = frameworks.jax()
     key = example.shape
     if key not in self._converted:
       fn, params = tf2jax.convert(
-          tf.function(lambda t: self.model(t, training=False), autograph=False), example)
+        tf.function(lambda t: self.model(t, training=False), autograph=False), example
+      )
       self._converted[key] = (jax.jit(fn), params)
     return self._converted[key]
 
@@ -180,12 +194,14 @@ class Tf2Jax(System):
     def run():
       outs = [fn(params, b)[0] for (fn, params), b in zip(fns, on_device)]
       return np.concatenate([np.asarray(o) for o in jax.block_until_ready(outs)])
+
     return run
 
 
 class PortPredict(System):
   """``jaxnets.Model.predict``: host validation, length sorting/trimming for
   text, padded last batch, all batches dispatched before any is read back."""
+
   name = "port_predict"
 
   def setup(self):
@@ -197,6 +213,7 @@ class PortPredict(System):
 
 class PortJit(System):
   """The port's jitted forward pass on pre-built, on-device batches."""
+
   name = "port_jit"
 
   def setup(self):
@@ -212,6 +229,7 @@ class PortJit(System):
     def run():
       outs = [self._forward(params, b) for b in on_device]
       return np.concatenate([np.asarray(o) for o in jax.block_until_ready(outs)])
+
     return run
 
 
@@ -231,9 +249,14 @@ class RemoteSystem(System):
   def setup(self):
     self._stderr = open(os.path.join(self._workspace, f"{self.name}.stderr"), "w+b")  # pylint: disable=consider-using-with
     self._proc = subprocess.Popen(  # pylint: disable=consider-using-with
-        worker_command("serve", {"system": self.name, "assets": self.assets.paths()}),
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, cwd=REPO_ROOT,
-        env={**os.environ, **self._env}, text=True)
+      worker_command("serve", {"system": self.name, "assets": self.assets.paths()}),
+      stdin=subprocess.PIPE,
+      stdout=subprocess.PIPE,
+      stderr=self._stderr,
+      cwd=REPO_ROOT,
+      env={**os.environ, **self._env},
+      text=True,
+    )
     self._request({"op": "ready"})
 
   def _request(self, message: dict) -> dict:
@@ -273,8 +296,10 @@ class RemoteSystem(System):
     self._proc = None
 
 
-_LOCAL = {cls.name: cls for cls in (KerasPredict, KerasCall, TfXla, OnnxRuntime, Tf2Jax,
-                                    PortPredict, PortJit)}
+_LOCAL = {
+  cls.name: cls
+  for cls in (KerasPredict, KerasCall, TfXla, OnnxRuntime, Tf2Jax, PortPredict, PortJit)
+}
 _LOCAL["keras_jax"] = KerasPredict  # inside a KERAS_BACKEND=jax worker process
 
 

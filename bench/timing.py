@@ -11,8 +11,9 @@ import time
 from typing import Callable
 
 
-def interleaved(systems: dict[str, Callable[[], object]], *, repeats: int = 7,
-                warmup: int = 2) -> dict:
+def interleaved(
+  systems: dict[str, Callable[[], object]], *, repeats: int = 7, warmup: int = 2
+) -> dict:
   """Times each zero-argument callable ``repeats`` times, interleaved.
 
   Each callable must block until its work is done (``block_until_ready`` /
@@ -30,10 +31,16 @@ def interleaved(systems: dict[str, Callable[[], object]], *, repeats: int = 7,
       fn()
       times[name].append(time.perf_counter() - start)
   names = list(systems)
-  ratio = {(a, b): statistics.median(tb / ta for ta, tb in zip(times[a], times[b]))
-           for a in names for b in names if a != b}
-  return {"times": times,
-          "median": {n: statistics.median(t) for n, t in times.items()},
-          "min": {n: min(t) for n, t in times.items()},
-          "max": {n: max(t) for n, t in times.items()},
-          "ratio": ratio}
+  ratio = {
+    (a, b): statistics.median(tb / ta for ta, tb in zip(times[a], times[b]))
+    for a in names
+    for b in names
+    if a != b
+  }
+  return {
+    "times": times,
+    "median": {n: statistics.median(t) for n, t in times.items()},
+    "min": {n: min(t) for n, t in times.items()},
+    "max": {n: max(t) for n, t in times.items()},
+    "ratio": ratio,
+  }

@@ -45,15 +45,17 @@ def _setup(family_name: str, rows: int, data_dir: str | None, seed: int):
     x = np.concatenate([nusax.train_texts] * repeat)[:rows]
     y = np.concatenate([nusax.train_labels] * repeat)[:rows]
     config = dict(family.base)
-    vectorizer = models.make_vectorizer(nusax.train_texts, max_tokens=config["max_tokens"],
-                                        sequence_length=config["sequence_length"])
+    vectorizer = models.make_vectorizer(
+      nusax.train_texts, max_tokens=config["max_tokens"], sequence_length=config["sequence_length"]
+    )
     keras_model = models.build_text(vectorizer, **config)
   models.compile_model(keras_model, family.recipe.learning_rate)
   return keras_model, port.load(keras_model), x, y, family.recipe.batch_size
 
 
-def measure(family_name: str, rows: int, repeats: int, data_dir: str | None = None,
-            seed: int = 0) -> dict:
+def measure(
+  family_name: str, rows: int, repeats: int, data_dir: str | None = None, seed: int = 0
+) -> dict:
   """Interleaved epochs of Keras ``fit`` and the JAX trainer on ``rows`` rows."""
   if family_name not in MODELS:
     raise ValueError(f"unknown model {family_name!r}; valid: {', '.join(MODELS)}")
@@ -65,23 +67,31 @@ def measure(family_name: str, rows: int, repeats: int, data_dir: str | None = No
   def keras_epoch():
     keras_model.fit(x_keras, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=True)
 
-  times = timing.interleaved({"keras_fit": keras_epoch, "jax": jax_epoch},
-                             repeats=repeats, warmup=1)
+  times = timing.interleaved(
+    {"keras_fit": keras_epoch, "jax": jax_epoch}, repeats=repeats, warmup=1
+  )
   return {
-      "family": family_name, "rows": len(x), "batch_size": batch_size,
-      "keras_samples_per_s": len(x) / times["median"]["keras_fit"],
-      "jax_samples_per_s": len(x) / times["median"]["jax"],
-      "jax_over_keras": times["ratio"][("jax", "keras_fit")],
-      "epoch_seconds": times["times"],
+    "family": family_name,
+    "rows": len(x),
+    "batch_size": batch_size,
+    "keras_samples_per_s": len(x) / times["median"]["keras_fit"],
+    "jax_samples_per_s": len(x) / times["median"]["jax"],
+    "jax_over_keras": times["ratio"][("jax", "keras_fit")],
+    "epoch_seconds": times["times"],
   }
 
 
 def markdown(results: list[dict]) -> str:
   """One table row per family."""
-  lines = ["| family | rows | batch | Keras fit samples/s | JAX samples/s | JAX ÷ Keras "
-           "(median of interleaved rounds) |", "|---|---|---|---|---|---|"]
+  lines = [
+    "| family | rows | batch | Keras fit samples/s | JAX samples/s | JAX ÷ Keras "
+    "(median of interleaved rounds) |",
+    "|---|---|---|---|---|---|",
+  ]
   for r in results:
-    lines.append(f"| {r['family']} | {r['rows']} | {r['batch_size']} | "
-                 f"{r['keras_samples_per_s']:.0f} | {r['jax_samples_per_s']:.0f} | "
-                 f"{r['jax_over_keras']:.2f}× |")
+    lines.append(
+      f"| {r['family']} | {r['rows']} | {r['batch_size']} | "
+      f"{r['keras_samples_per_s']:.0f} | {r['jax_samples_per_s']:.0f} | "
+      f"{r['jax_over_keras']:.2f}× |"
+    )
   return "\n".join(lines)

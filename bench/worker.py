@@ -26,14 +26,18 @@ from bench import frameworks
 from bench import systems
 
 
-def measure_memory(name: str, assets: systems.Assets, inputs_path: str,
-                   batch_size: int) -> dict:
+def measure_memory(name: str, assets: systems.Assets, inputs_path: str, batch_size: int) -> dict:
   """Peak memory of system ``name`` on ``inputs_path`` (run in the parent)."""
   env = {**os.environ, **systems.WORKER_ENV.get(name, {})}
-  spec = {"system": name, "assets": assets.paths(), "inputs": inputs_path,
-          "batch_size": batch_size}
-  done = subprocess.run(systems.worker_command("memory", spec), capture_output=True, text=True,
-                        cwd=systems.REPO_ROOT, env=env, check=False)
+  spec = {"system": name, "assets": assets.paths(), "inputs": inputs_path, "batch_size": batch_size}
+  done = subprocess.run(
+    systems.worker_command("memory", spec),
+    capture_output=True,
+    text=True,
+    cwd=systems.REPO_ROOT,
+    env=env,
+    check=False,
+  )
   lines = done.stdout.strip().splitlines()
   reply = json.loads(lines[-1]) if lines else {"error": done.stderr[-2000:]}
   if "error" in reply:
@@ -61,8 +65,15 @@ def main(argv: list[str]) -> None:
     return
   if mode != "serve":
     raise SystemExit(f"unknown worker mode {mode!r} (serve, memory)")
-  _serve(systems.make_system(name, systems.Assets(**spec["assets"]),
-                             tempfile.mkdtemp(prefix="bench-worker-"), in_worker=True), reply)
+  _serve(
+    systems.make_system(
+      name,
+      systems.Assets(**spec["assets"]),
+      tempfile.mkdtemp(prefix="bench-worker-"),
+      in_worker=True,
+    ),
+    reply,
+  )
 
 
 def _serve(system: systems.System, reply) -> None:
@@ -77,8 +88,7 @@ def _serve(system: systems.System, reply) -> None:
         system.setup()
         reply({"ok": True})
       elif op == "prepare":
-        runners[message["key"]] = system.runner(np.load(message["path"]),
-                                                message["batch_size"])
+        runners[message["key"]] = system.runner(np.load(message["path"]), message["batch_size"])
         reply({"ok": True})
       elif op == "run":
         start = time.perf_counter()
@@ -97,6 +107,7 @@ def _import_for(name: str) -> None:
   """Imports the frameworks ``name`` runs on, so that the memory baseline holds them."""
   if name.startswith("port"):
     import jaxnets  # noqa: F401  # pylint: disable=import-outside-toplevel,unused-import
+
     frameworks.jax()
   elif name == "onnxruntime":
     import onnxruntime  # noqa: F401  # pylint: disable=import-outside-toplevel,unused-import
@@ -110,14 +121,18 @@ def _memory_probe(name: str, spec: dict) -> dict:
   """Peak RSS of this fresh process: import, load, one pass at the batch size."""
   _import_for(name)
   rss_after_import = _proc_status_mb("VmRSS")
-  system = systems.make_system(name, systems.Assets(**spec["assets"]), tempfile.mkdtemp(),
-                               in_worker=True)
+  system = systems.make_system(
+    name, systems.Assets(**spec["assets"]), tempfile.mkdtemp(), in_worker=True
+  )
   system.setup()
   system.runner(np.load(spec["inputs"]), spec["batch_size"])()
   peak = _proc_status_mb("VmHWM")
-  return {"peak_rss_mb": peak, "rss_after_import_mb": rss_after_import,
-          "peak_minus_import_mb": peak - rss_after_import,
-          "accelerator_peak_mb": _accelerator_peak_mb()}
+  return {
+    "peak_rss_mb": peak,
+    "rss_after_import_mb": rss_after_import,
+    "peak_minus_import_mb": peak - rss_after_import,
+    "accelerator_peak_mb": _accelerator_peak_mb(),
+  }
 
 
 def _proc_status_mb(field: str) -> float:

@@ -35,15 +35,40 @@ from train import studies
 
 # Which variant of its family's studies each benchmark model is. The CNN's and
 # the MLP's are their base configs; the text models have two recurrent layers.
-VARIANTS = {"cnn": ("pooling", "max"), "lstm": ("layers", "2-layers"),
-            "rnn": ("layers", "2-layers"), "mlp": ("recipe", "256-128")}
+VARIANTS = {
+  "cnn": ("pooling", "max"),
+  "lstm": ("layers", "2-layers"),
+  "rnn": ("layers", "2-layers"),
+  "mlp": ("recipe", "256-128"),
+}
 
 # Real token counts of the 400 NusaX-Senti (Indonesian) test texts under a
 # 64-token TextVectorization (truncating 2 longer texts): the 0th, 5th, ...,
 # 100th percentiles. Synthetic text inputs draw lengths from it, scaled to the
 # model's sequence length.
-NUSAX_LENGTH_PERCENTILES = (5, 7, 8, 10, 11, 12, 13, 15, 16, 17, 19, 21, 22, 25, 27, 31, 35,
-                            39, 45, 57, 64)
+NUSAX_LENGTH_PERCENTILES = (
+  5,
+  7,
+  8,
+  10,
+  11,
+  12,
+  13,
+  15,
+  16,
+  17,
+  19,
+  21,
+  22,
+  25,
+  27,
+  31,
+  35,
+  39,
+  45,
+  57,
+  64,
+)
 PERCENTILES_SEQUENCE_LENGTH = 64
 NUSAX_LANG = "indonesian"
 
@@ -59,6 +84,7 @@ class Workload:
     weights: where the weights came from, in words.
     inputs: where the rows came from, in words.
   """
+
   name: str
   keras_model: Any
   x: np.ndarray
@@ -73,13 +99,15 @@ def config(name: str, overrides: Mapping[str, Any] | None = None) -> dict[str, A
   base = family.config(next(v for v in family.study(study).variants if v.name == variant))
   unknown = set(overrides or {}) - set(base)
   if unknown:
-    raise ValueError(f"{name}: unknown builder arguments {sorted(unknown)}; valid: "
-                     f"{', '.join(base)}")
+    raise ValueError(
+      f"{name}: unknown builder arguments {sorted(unknown)}; valid: {', '.join(base)}"
+    )
   return {**base, **(overrides or {})}
 
 
-def find_trained(workdir: str, name: str, architecture: Mapping[str, Any] | None = None
-                 ) -> str | None:
+def find_trained(
+  workdir: str, name: str, architecture: Mapping[str, Any] | None = None
+) -> str | None:
   """``<workdir>/<name>.keras``, else the first trained run of the architecture.
 
   ``python -m train`` keeps a run at
@@ -96,8 +124,9 @@ def find_trained(workdir: str, name: str, architecture: Mapping[str, Any] | None
     for variant in study.variants:
       if family.config(variant) != architecture:
         continue
-      found = sorted(glob.glob(os.path.join(workdir, name, study.name, variant.name, "seed*",
-                                            "model.keras")))
+      found = sorted(
+        glob.glob(os.path.join(workdir, name, study.name, variant.name, "seed*", "model.keras"))
+      )
       if found:
         return found[0]
   return None
@@ -113,8 +142,9 @@ def _local_root(data_dir: str | None, *files: str) -> str | None:
   return None
 
 
-_NUSAX_FILES = tuple(os.path.join(data.NUSAX_DIR, NUSAX_LANG, f"{split}.csv")
-                     for split in data.NUSAX_SPLITS)
+_NUSAX_FILES = tuple(
+  os.path.join(data.NUSAX_DIR, NUSAX_LANG, f"{split}.csv") for split in data.NUSAX_SPLITS
+)
 
 
 def _nusax(data_dir: str | None):
@@ -133,10 +163,12 @@ def _random_model(name: str, architecture: dict, nusax, seed: int):
     if nusax is not None:
       texts = nusax.train_texts
     else:  # every id of the vocabulary occurs once
-      texts = np.array([" ".join(f"w{i}" for i in range(architecture["max_tokens"] - 2))],
-                       dtype=object)
-    vectorizer = models.make_vectorizer(texts, max_tokens=architecture["max_tokens"],
-                                        sequence_length=architecture["sequence_length"])
+      texts = np.array(
+        [" ".join(f"w{i}" for i in range(architecture["max_tokens"] - 2))], dtype=object
+      )
+    vectorizer = models.make_vectorizer(
+      texts, max_tokens=architecture["max_tokens"], sequence_length=architecture["sequence_length"]
+    )
     model = models.build_text(vectorizer, **architecture, name=name)
   weights_lib.randomize_weights(model, seed, scale=None)
   return model
@@ -150,21 +182,30 @@ def _token_model(keras_model):
     return keras_model, None
   keras = frameworks.keras()
   length = first.get_config()["output_sequence_length"]
-  tokens = keras.Sequential([keras.Input((length,), dtype="int32", name="tokens")]
-                            + keras_model.layers[1:], name=f"{keras_model.name}_tokens")
+  tokens = keras.Sequential(
+    [keras.Input((length,), dtype="int32", name="tokens")] + keras_model.layers[1:],
+    name=f"{keras_model.name}_tokens",
+  )
   return tokens, first
 
 
-def _rows(name: str, settings: Settings, vectorizer, nusax, input_shape: tuple[int, ...],
-          rng: np.random.Generator) -> tuple[np.ndarray, str]:
+def _rows(
+  name: str,
+  settings: Settings,
+  vectorizer,
+  nusax,
+  input_shape: tuple[int, ...],
+  rng: np.random.Generator,
+) -> tuple[np.ndarray, str]:
   """The model's test rows (or ``num_inputs`` synthetic ones) and where they came from."""
   count = settings.num_inputs
   if vectorizer is None:
     file = {"cnn": data.CIFAR10_FILE, "mlp": data.MNIST_FILE}[name]
     root = _local_root(settings.data_dir, file)
     if root:
-      loaded = (data.load_cifar10(root, seed=settings.seed) if name == "cnn"
-                else data.load_mnist(root))
+      loaded = (
+        data.load_cifar10(root, seed=settings.seed) if name == "cnn" else data.load_mnist(root)
+      )
       return loaded.x_test.reshape((-1,) + input_shape), f"{file} x_test"
     return (rng.uniform(size=(count,) + input_shape).astype(np.float32), "uniform noise")
   if nusax is not None:
@@ -172,8 +213,9 @@ def _rows(name: str, settings: Settings, vectorizer, nusax, input_shape: tuple[i
     return x, f"NusaX-Senti {NUSAX_LANG} test texts ({len(nusax.test_texts)}), token ids"
   length = input_shape[0]
   quantiles = np.interp(rng.uniform(size=count) * 20, np.arange(21), NUSAX_LENGTH_PERCENTILES)
-  lengths = np.clip(np.round(quantiles * length / PERCENTILES_SEQUENCE_LENGTH), 1,
-                    length).astype(int)
+  lengths = np.clip(np.round(quantiles * length / PERCENTILES_SEQUENCE_LENGTH), 1, length).astype(
+    int
+  )
   x = rng.integers(2, int(vectorizer.vocabulary_size()), size=(count, length)).astype(np.int32)
   x[np.arange(length)[None, :] >= lengths[:, None]] = 0
   return x, "synthetic token ids, NusaX-Senti test length distribution"

@@ -10,58 +10,82 @@ data is read or any model is built.
 from absl import flags
 
 FAMILY = flags.DEFINE_string(
-    "family", None,
-    "Model family: cnn (CIFAR-10), rnn / lstm (NusaX-Senti SimpleRNN / LSTM), mlp (MNIST), "
-    "or all (every study of every family; --study must be all).")
+  "family",
+  None,
+  "Model family: cnn (CIFAR-10), rnn / lstm (NusaX-Senti SimpleRNN / LSTM), mlp (MNIST), "
+  "or all (every study of every family; --study must be all).",
+)
 
 STUDY = flags.DEFINE_string(
-    "study", "all",
-    "Study to run, or 'all' for every study of the family. cnn: conv_layers, filters, "
-    "kernels, pooling, base; rnn and lstm: layers, cells, direction; mlp: recipe.")
+  "study",
+  "all",
+  "Study to run, or 'all' for every study of the family. cnn: conv_layers, filters, "
+  "kernels, pooling, base; rnn and lstm: layers, cells, direction; mlp: recipe.",
+)
 SEEDS = flags.DEFINE_integer(
-    "seeds", 3, "Seeds per variant: --seed, --seed+1, ... (tables report mean ± std).",
-    lower_bound=1)
+  "seeds", 3, "Seeds per variant: --seed, --seed+1, ... (tables report mean ± std).", lower_bound=1
+)
 
 EPOCHS = flags.DEFINE_integer(
-    "epochs", None, "Maximum epochs (default: the family's recipe: cnn 15, rnn/lstm 30, "
-    "mlp 50). EarlyStopping (see --monitor) restores the best epoch's weights.",
-    lower_bound=1)
+  "epochs",
+  None,
+  "Maximum epochs (default: the family's recipe: cnn 15, rnn/lstm 30, "
+  "mlp 50). EarlyStopping (see --monitor) restores the best epoch's weights.",
+  lower_bound=1,
+)
 
 PATIENCE = flags.DEFINE_integer(
-    "patience", None, "EarlyStopping patience in epochs (default: cnn 3, rnn/lstm/mlp 5).",
-    lower_bound=0)
+  "patience",
+  None,
+  "EarlyStopping patience in epochs (default: cnn 3, rnn/lstm/mlp 5).",
+  lower_bound=0,
+)
 
 BATCH_SIZE = flags.DEFINE_integer(
-    "batch_size", None, "Training batch size (default: cnn 64, rnn/lstm 32, mlp 128).",
-    lower_bound=1)
+  "batch_size", None, "Training batch size (default: cnn 64, rnn/lstm 32, mlp 128).", lower_bound=1
+)
 
 MONITOR = flags.DEFINE_string(
-    "monitor", None,
-    "Validation metric EarlyStopping watches (val_loss or val_accuracy); its best epoch's weights are restored "
-    "(default: the family's recipe: val_accuracy for rnn/lstm, val_loss for cnn/mlp).")
+  "monitor",
+  None,
+  "Validation metric EarlyStopping watches (val_loss or val_accuracy); its best epoch's weights are restored "
+  "(default: the family's recipe: val_accuracy for rnn/lstm, val_loss for cnn/mlp).",
+)
 
 LANG = flags.DEFINE_string(
-    "lang", "indonesian",
-    "NusaX-Senti language for the rnn/lstm families (one of the 12: indonesian, acehnese, "
-    "balinese, banjarese, buginese, english, javanese, madurese, minangkabau, ngaju, "
-    "sundanese, toba_batak).")
+  "lang",
+  "indonesian",
+  "NusaX-Senti language for the rnn/lstm families (one of the 12: indonesian, acehnese, "
+  "balinese, banjarese, buginese, english, javanese, madurese, minangkabau, ngaju, "
+  "sundanese, toba_batak).",
+)
 
 MAX_TRAIN_ROWS = flags.DEFINE_integer(
-    "max_train_rows", None, "Use at most this many training rows and at most this many "
-    "validation rows (a fixed random subset): for smoke runs and tests.", lower_bound=1)
+  "max_train_rows",
+  None,
+  "Use at most this many training rows and at most this many "
+  "validation rows (a fixed random subset): for smoke runs and tests.",
+  lower_bound=1,
+)
 
 MAX_TEST_ROWS = flags.DEFINE_integer(
-    "max_test_rows", None, "Use at most this many test rows (a fixed random subset).",
-    lower_bound=1)
+  "max_test_rows", None, "Use at most this many test rows (a fixed random subset).", lower_bound=1
+)
 
 EXPORT_DIR = flags.DEFINE_string(
-    "export_dir", None, "Also copy each study's results.md, results.csv, runs.csv and "
-    "loss_curves.png to <export_dir>/<family>/<study>/ (e.g. results).")
+  "export_dir",
+  None,
+  "Also copy each study's results.md, results.csv, runs.csv and "
+  "loss_curves.png to <export_dir>/<family>/<study>/ (e.g. results).",
+)
 
 TRAINER = flags.DEFINE_enum(
-    "trainer", "keras", ["keras", "jax"],
-    "Who trains the models: keras (Keras fit, the reference) or jax (the jaxnets layers "
-    "with optax, train/jax_trainer.py; outputs go to <workdir>/jax and <export_dir>/jax, "
-    "and each trained model is written back to Keras with port.to_keras and checked).")
+  "trainer",
+  "keras",
+  ["keras", "jax"],
+  "Who trains the models: keras (Keras fit, the reference) or jax (the jaxnets layers "
+  "with optax, train/jax_trainer.py; outputs go to <workdir>/jax and <export_dir>/jax, "
+  "and each trained model is written back to Keras with port.to_keras and checked).",
+)
 
 flags.mark_flag_as_required("family")

@@ -17,5 +17,13 @@ from port.api import flat_layers, load, load_keras, unsupported
 from port.to_keras import to_keras
 from port.registry import UnsupportedLayerError, UnsupportedModelError, supported_classes
 
-__all__ = ["load", "load_keras", "flat_layers", "unsupported", "UnsupportedLayerError",
-           "UnsupportedModelError", "supported_classes", "to_keras"]
+__all__ = [
+  "load",
+  "load_keras",
+  "flat_layers",
+  "unsupported",
+  "UnsupportedLayerError",
+  "UnsupportedModelError",
+  "supported_classes",
+  "to_keras",
+]

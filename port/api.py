@@ -27,26 +27,31 @@ def load_keras(src) -> Any:
   if isinstance(src, keras.Model):
     return src
   if not isinstance(src, (str, os.PathLike)):
-    raise TypeError(f"port.load takes a keras.Model or a path to a .keras/.h5 file, "
-                    f"got {type(src).__name__}")
+    raise TypeError(
+      f"port.load takes a keras.Model or a path to a .keras/.h5 file, got {type(src).__name__}"
+    )
   path = os.fspath(src)
   if not os.path.exists(path):
     raise FileNotFoundError(f"no Keras model file at {path!r}")
   if os.path.isdir(path):
-    raise ValueError(f"{path!r} is a directory; give a .keras or .h5 file "
-                     "(TF SavedModel directories are not supported)")
+    raise ValueError(
+      f"{path!r} is a directory; give a .keras or .h5 file "
+      "(TF SavedModel directories are not supported)"
+    )
   suffix = os.path.splitext(path)[1].lower()
   if suffix not in (".keras", ".h5", ".hdf5"):
-    raise ValueError(f"{path!r} is not a Keras model file: expected a .keras or .h5 "
-                     f"suffix, got {suffix or 'none'!r}")
+    raise ValueError(
+      f"{path!r} is not a Keras model file: expected a .keras or .h5 "
+      f"suffix, got {suffix or 'none'!r}"
+    )
   if suffix == ".keras" and not zipfile.is_zipfile(path):
-    raise ValueError(f"{path!r} is not a valid .keras file (not a zip archive: "
-                     "truncated or not written by Keras)")
+    raise ValueError(
+      f"{path!r} is not a valid .keras file (not a zip archive: truncated or not written by Keras)"
+    )
   try:
     return keras.saving.load_model(path, compile=False)
   except Exception as e:  # Keras raises many types for corrupt files.
-    raise ValueError(f"could not load Keras model from {path!r}: "
-                     f"{type(e).__name__}: {e}") from e
+    raise ValueError(f"could not load Keras model from {path!r}: {type(e).__name__}: {e}") from e
 
 
 def _check_portable(model) -> None:
@@ -57,23 +62,28 @@ def _check_portable(model) -> None:
   # Sequential and functional models are graphs of layers; any other
   # keras.Model subclass computes in its own Python call().
   graph = isinstance(model, keras.Sequential) or any(
-      cls.__name__ == "Functional" for cls in type(model).__mro__)
+    cls.__name__ == "Functional" for cls in type(model).__mro__
+  )
   if not graph:
     raise registry.UnsupportedLayerError(
-        model.name, kind,
-        f"model {model.name!r} is a subclassed keras.Model ({kind}): its computation is "
-        "Python code in call(), which cannot be ported exactly; rebuild it as a Sequential "
-        "or functional model (keras.Input -> layers -> keras.Model) and port that")
+      model.name,
+      kind,
+      f"model {model.name!r} is a subclassed keras.Model ({kind}): its computation is "
+      "Python code in call(), which cannot be ported exactly; rebuild it as a Sequential "
+      "or functional model (keras.Input -> layers -> keras.Model) and port that",
+    )
   try:
     inputs = model.inputs
   except (AttributeError, ValueError):
     inputs = None
   if not inputs:
     raise registry.UnsupportedLayerError(
-        model.name, kind,
-        f"model {model.name!r} has never been built, so its input shape is unknown: start "
-        "it with keras.Input(shape=...), or call model.build((None, ...)) or run it on a "
-        "batch once, then port it")
+      model.name,
+      kind,
+      f"model {model.name!r} has never been built, so its input shape is unknown: start "
+      "it with keras.Input(shape=...), or call model.build((None, ...)) or run it on a "
+      "batch once, then port it",
+    )
 
 
 def flat_layers(model) -> list:
@@ -88,9 +98,11 @@ def flat_layers(model) -> list:
   _check_portable(model)
   if len(model.inputs or []) != 1 or len(model.outputs or []) != 1:
     raise registry.UnsupportedLayerError(
-        model.name, type(model).__name__,
-        f"only single-input, single-output models are supported; this one has "
-        f"{len(model.inputs or [])} inputs and {len(model.outputs or [])} outputs")
+      model.name,
+      type(model).__name__,
+      f"only single-input, single-output models are supported; this one has "
+      f"{len(model.inputs or [])} inputs and {len(model.outputs or [])} outputs",
+    )
   layers = [l for l in model.layers if type(l).__name__ not in _INPUT_CLASSES]
   if not isinstance(model, keras.Sequential):
     previous = model.inputs[0]
@@ -98,19 +110,24 @@ def flat_layers(model) -> list:
       nodes = layer._inbound_nodes  # pylint: disable=protected-access
       if len(nodes) != 1:
         raise registry.UnsupportedLayerError(
-            layer.name, type(layer).__name__,
-            f"layer is called {len(nodes)} times (shared layers are not supported)")
+          layer.name,
+          type(layer).__name__,
+          f"layer is called {len(nodes)} times (shared layers are not supported)",
+        )
       # The mask Keras propagates from the previous output arrives as the
       # `mask` keyword; it is that output's own mask, not a second input.
       previous_mask = getattr(previous, "_keras_mask", None)
-      inputs = [t for t in nodes[0].input_tensors
-                if previous_mask is None or t is not previous_mask]
+      inputs = [
+        t for t in nodes[0].input_tensors if previous_mask is None or t is not previous_mask
+      ]
       if len(inputs) != 1 or inputs[0] is not previous:
         raise registry.UnsupportedLayerError(
-            layer.name, type(layer).__name__,
-            "the model is not a single chain: this layer does not take exactly the "
-            "previous layer's output (branches, merges and skip connections are "
-            "not supported)")
+          layer.name,
+          type(layer).__name__,
+          "the model is not a single chain: this layer does not take exactly the "
+          "previous layer's output (branches, merges and skip connections are "
+          "not supported)",
+        )
       previous = nodes[0].output_tensors[0]
   out = []
   for layer in layers:
@@ -127,18 +144,23 @@ def _check(layers) -> tuple[list, list[tuple[str, str, str]]]:
   for position, layer in enumerate(layers):
     class_name = type(layer).__name__
     if class_name in _PREPROCESSOR_CLASSES and position != 0:
-      problems.append((layer.name, class_name,
-                       "a text preprocessing layer is only supported as the first layer"))
+      problems.append(
+        (layer.name, class_name, "a text preprocessing layer is only supported as the first layer")
+      )
       continue
     converter = registry.converter_for(class_name)
     if converter is None:
       custom = not type(layer).__module__.startswith("keras.")
-      advice = ("it is a custom layer (defined in "
-                f"{type(layer).__module__}); replace it with built-in Keras layers, or "
-                "register a port record for it in port/converters" if custom else
-                f"supported: {', '.join(registry.supported_classes())}")
-      problems.append((layer.name, class_name,
-                       f"no jaxnets converter for Keras class {class_name} ({advice})"))
+      advice = (
+        "it is a custom layer (defined in "
+        f"{type(layer).__module__}); replace it with built-in Keras layers, or "
+        "register a port record for it in port/converters"
+        if custom
+        else f"supported: {', '.join(registry.supported_classes())}"
+      )
+      problems.append(
+        (layer.name, class_name, f"no jaxnets converter for Keras class {class_name} ({advice})")
+      )
       continue
     cfg = registry.ConfigReader(layer.name, class_name, layer.get_config())
     try:
@@ -187,18 +209,25 @@ def load(src) -> jaxnets.Model:
   if preprocessor is not None or dtype == "string":
     if preprocessor is None:
       raise registry.UnsupportedLayerError(
-          model.name, type(model).__name__,
-          "string input without a TextVectorization first layer")
+        model.name, type(model).__name__, "string input without a TextVectorization first layer"
+      )
     input_dtype, input_shape = "string", ()
   else:
     input_dtype = "float32" if "float" in dtype else "int32"
     if "float" not in dtype and "int" not in dtype:
       raise registry.UnsupportedLayerError(
-          model.name, type(model).__name__, f"input dtype {dtype!r} is not supported")
+        model.name, type(model).__name__, f"input dtype {dtype!r} is not supported"
+      )
     if "float" in dtype and dtype != "float32":
       raise registry.UnsupportedLayerError(
-          model.name, type(model).__name__,
-          f"input dtype {dtype!r} is not supported (only float32)")
+        model.name, type(model).__name__, f"input dtype {dtype!r} is not supported (only float32)"
+      )
     input_shape = tuple(spec.shape[1:])
-  return jaxnets.Model(layers, params, input_shape=input_shape, input_dtype=input_dtype,
-                       preprocessor=preprocessor, name=model.name)
+  return jaxnets.Model(
+    layers,
+    params,
+    input_shape=input_shape,
+    input_dtype=input_dtype,
+    preprocessor=preprocessor,
+    name=model.name,
+  )

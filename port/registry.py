@@ -38,26 +38,56 @@ class UnsupportedModelError(UnsupportedLayerError):
     self.problems = problems
     lines = "\n".join(f"  - layer {n!r} ({c}): {r}" for n, c, r in problems)
     ValueError.__init__(
-        self, f"cannot port this model exactly; {len(problems)} unsupported "
-        f"layer(s)/option(s):\n{lines}")
+      self,
+      f"cannot port this model exactly; {len(problems)} unsupported layer(s)/option(s):\n{lines}",
+    )
     self.layer_name, self.class_name, self.reason = problems[0]
 
 
 # Options that only matter for training (initialisers, regularisers,
 # constraints) or bookkeeping; they do not change the forward pass.
-TRAINING_ONLY_OPTIONS = frozenset({
-    "trainable", "kernel_initializer", "bias_initializer", "recurrent_initializer",
-    "embeddings_initializer", "beta_initializer", "gamma_initializer",
-    "moving_mean_initializer", "moving_variance_initializer", "depthwise_initializer",
-    "pointwise_initializer", "kernel_regularizer", "bias_regularizer",
-    "recurrent_regularizer", "activity_regularizer", "embeddings_regularizer",
-    "beta_regularizer", "gamma_regularizer", "depthwise_regularizer",
-    "pointwise_regularizer", "kernel_constraint", "bias_constraint",
-    "recurrent_constraint", "embeddings_constraint", "beta_constraint",
-    "gamma_constraint", "depthwise_constraint", "pointwise_constraint", "seed",
-    "build_config", "compile_config", "momentum", "renorm", "renorm_clipping",
-    "renorm_momentum", "unit_forget_bias", "dropout_seed", "stateful_seed",
-})
+TRAINING_ONLY_OPTIONS = frozenset(
+  {
+    "trainable",
+    "kernel_initializer",
+    "bias_initializer",
+    "recurrent_initializer",
+    "embeddings_initializer",
+    "beta_initializer",
+    "gamma_initializer",
+    "moving_mean_initializer",
+    "moving_variance_initializer",
+    "depthwise_initializer",
+    "pointwise_initializer",
+    "kernel_regularizer",
+    "bias_regularizer",
+    "recurrent_regularizer",
+    "activity_regularizer",
+    "embeddings_regularizer",
+    "beta_regularizer",
+    "gamma_regularizer",
+    "depthwise_regularizer",
+    "pointwise_regularizer",
+    "kernel_constraint",
+    "bias_constraint",
+    "recurrent_constraint",
+    "embeddings_constraint",
+    "beta_constraint",
+    "gamma_constraint",
+    "depthwise_constraint",
+    "pointwise_constraint",
+    "seed",
+    "build_config",
+    "compile_config",
+    "momentum",
+    "renorm",
+    "renorm_clipping",
+    "renorm_momentum",
+    "unit_forget_bias",
+    "dropout_seed",
+    "stateful_seed",
+  }
+)
 
 
 class ConfigReader:
@@ -82,8 +112,10 @@ class ConfigReader:
     """Reads ``key`` and rejects any value not in ``allowed``."""
     value = self.get(key, default)
     if value not in allowed:
-      raise self.error(f"option {key}={value!r} is not supported "
-                       f"(supported: {', '.join(repr(a) for a in allowed)})")
+      raise self.error(
+        f"option {key}={value!r} is not supported "
+        f"(supported: {', '.join(repr(a) for a in allowed)})"
+      )
     return value
 
   def ignore(self, *keys: str) -> None:
@@ -146,8 +178,7 @@ class LayerRecord:
   to_keras: Callable[[Any, Any], Any]
   flops: Callable[[Any, Shape, Shape], int]
   weights: Callable[[Any, list], dict[str, Any]] = no_weights
-  also_from: Mapping[str, Callable[[ConfigReader], list]] = dataclasses.field(
-      default_factory=dict)
+  also_from: Mapping[str, Callable[[ConfigReader], list]] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     for part in ("build", "to_keras", "flops", "weights"):
@@ -184,8 +215,10 @@ def record_for(layer_class: type) -> LayerRecord:
   try:
     return _RECORDS[layer_class]
   except KeyError:
-    raise KeyError(f"no port record for jaxnets layer class {layer_class.__name__} "
-                   "(register one in port/converters)") from None
+    raise KeyError(
+      f"no port record for jaxnets layer class {layer_class.__name__} "
+      "(register one in port/converters)"
+    ) from None
 
 
 def records() -> tuple[LayerRecord, ...]:

@@ -27,12 +27,15 @@ def _assign(keras_layer, params: dict) -> None:
   for variable in keras_layer.weights:
     key = variable.path.split("/")[-1].split(":")[0]
     if key not in params:
-      raise ValueError(f"layer {keras_layer.name!r}: no jaxnets parameter {key!r} "
-                       f"(has {sorted(params)})")
+      raise ValueError(
+        f"layer {keras_layer.name!r}: no jaxnets parameter {key!r} (has {sorted(params)})"
+      )
     value = np.asarray(params[key], np.float32)
     if tuple(value.shape) != tuple(variable.shape):
-      raise ValueError(f"layer {keras_layer.name!r}: parameter {key!r} has shape "
-                       f"{value.shape}, Keras expects {tuple(variable.shape)}")
+      raise ValueError(
+        f"layer {keras_layer.name!r}: parameter {key!r} has shape "
+        f"{value.shape}, Keras expects {tuple(variable.shape)}"
+      )
     variable.assign(value)
 
 
@@ -47,8 +50,9 @@ def to_keras(model: jaxnets.Model):
   if not isinstance(model, jaxnets.Model):
     raise TypeError(f"port.to_keras takes a jaxnets.Model, got {type(model).__name__}")
   layers = [l for l in (model.preprocessor, *model.layers) if l is not None]
-  missing = [f"{l.name!r} ({type(l).__name__})" for l in layers
-             if type(l) not in registry.layer_classes()]
+  missing = [
+    f"{l.name!r} ({type(l).__name__})" for l in layers if type(l) not in registry.layer_classes()
+  ]
   if missing:
     raise ValueError(f"no Keras equivalent for jaxnets layer(s): {', '.join(missing)}")
 
@@ -56,8 +60,7 @@ def to_keras(model: jaxnets.Model):
     return registry.record_for(type(layer)).to_keras(keras, layer)
 
   if model.preprocessor is not None:
-    keras_layers = [keras.Input(shape=(), dtype="string", name="text"),
-                    inverse(model.preprocessor)]
+    keras_layers = [keras.Input(shape=(), dtype="string", name="text"), inverse(model.preprocessor)]
   else:
     dtype = "float32" if model.input_dtype == "float32" else "int32"
     keras_layers = [keras.Input(shape=model.input_shape, dtype=dtype)]
@@ -67,6 +70,7 @@ def to_keras(model: jaxnets.Model):
     if layer.name in model.params:
       _assign(keras_layer, model.params[layer.name])
     elif keras_layer.weights:
-      raise ValueError(f"layer {layer.name!r}: Keras has weights but the jaxnets model "
-                       "has no parameters for it")
+      raise ValueError(
+        f"layer {layer.name!r}: Keras has weights but the jaxnets model has no parameters for it"
+      )
   return keras_model

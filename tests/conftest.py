@@ -22,28 +22,30 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 # Make top-level packages (jaxnets, train, flags, ...) importable under plain `pytest`.
 if str(REPO_ROOT) not in (os.path.abspath(p or os.curdir) for p in sys.path):
-    sys.path.insert(0, str(REPO_ROOT))
+  sys.path.insert(0, str(REPO_ROOT))
 
 
 def resolve_real_data_dir():
-    """(path, None) for the real data copies, or (None, reason) when they are unavailable."""
-    value = os.environ.get("JAXNETS_DATA_DIR", "")
-    if not value:
-        return None, ("JAXNETS_DATA_DIR is not set; point it at the local dataset copies "
-                      "(e.g. JAXNETS_DATA_DIR=../shared/data, relative to the repo root)")
-    path = pathlib.Path(value).expanduser()
-    if not path.is_absolute():
-        path = REPO_ROOT / path
-    path = path.resolve()
-    if not path.is_dir():
-        return None, f"JAXNETS_DATA_DIR={value!r} -> {path} does not exist"
-    return path, None
+  """(path, None) for the real data copies, or (None, reason) when they are unavailable."""
+  value = os.environ.get("JAXNETS_DATA_DIR", "")
+  if not value:
+    return None, (
+      "JAXNETS_DATA_DIR is not set; point it at the local dataset copies "
+      "(e.g. JAXNETS_DATA_DIR=../shared/data, relative to the repo root)"
+    )
+  path = pathlib.Path(value).expanduser()
+  if not path.is_absolute():
+    path = REPO_ROOT / path
+  path = path.resolve()
+  if not path.is_dir():
+    return None, f"JAXNETS_DATA_DIR={value!r} -> {path} does not exist"
+  return path, None
 
 
 @pytest.fixture(scope="session")
 def real_data_dir():
-    """Absolute path of the real dataset copies; skips the test when unavailable."""
-    path, reason = resolve_real_data_dir()
-    if path is None:
-        pytest.skip(reason)
-    return path
+  """Absolute path of the real dataset copies; skips the test when unavailable."""
+  path, reason = resolve_real_data_dir()
+  if path is None:
+    pytest.skip(reason)
+  return path

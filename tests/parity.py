@@ -11,14 +11,14 @@ import numpy as np
 import port
 from bench.weights import randomize_weights  # the project's one randomiser; default scale 0.5
 
-__all__ = ["ATOL", "assert_matches_keras", "predict_saved_without_tensorflow",
-           "randomize_weights"]
+__all__ = ["ATOL", "assert_matches_keras", "predict_saved_without_tensorflow", "randomize_weights"]
 
 ATOL = 1e-5
 
 
-def assert_matches_keras(keras_model, x, *, atol: float = ATOL, classifier: bool = True,
-                         batch_size: int = 64):
+def assert_matches_keras(
+  keras_model, x, *, atol: float = ATOL, classifier: bool = True, batch_size: int = 64
+):
   """Ports ``keras_model`` and checks jitted and un-jitted outputs against Keras.
 
   Returns the ported model. ``x`` is what the Keras model takes.

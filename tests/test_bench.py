@@ -28,13 +28,15 @@ from tests.conftest import REPO_ROOT
 # Small versions of the benchmark's models (builder arguments over the study
 # configs) and of the peak matmul.
 TINY = dict(
-    model_overrides={
-        "cnn": {"filters": (4, 8), "kernel_sizes": (3, 3), "dense_units": 16},
-        "mlp": {"hidden_units": (16,)},
-        "lstm": {"units": (8,), "embedding_dim": 8, "max_tokens": 200, "sequence_length": 16},
-        "rnn": {"units": (8,), "embedding_dim": 8, "max_tokens": 200, "sequence_length": 16},
-    },
-    matmul_sizes=(128, 256), log=lambda line: None)
+  model_overrides={
+    "cnn": {"filters": (4, 8), "kernel_sizes": (3, 3), "dense_units": 16},
+    "mlp": {"hidden_units": (16,)},
+    "lstm": {"units": (8,), "embedding_dim": 8, "max_tokens": 200, "sequence_length": 16},
+    "rnn": {"units": (8,), "embedding_dim": 8, "max_tokens": 200, "sequence_length": 16},
+  },
+  matmul_sizes=(128, 256),
+  log=lambda line: None,
+)
 
 SYSTEMS = ("keras_predict", "keras_call", "port_predict", "port_jit", "tf2jax")
 
@@ -92,8 +94,9 @@ def test_random_weights_are_seeded_and_parity_uses_the_same_randomiser():
   keras = frameworks.keras()
 
   def model():
-    return keras.Sequential([keras.Input((400,)), keras.layers.Dense(300),
-                             keras.layers.BatchNormalization()])
+    return keras.Sequential(
+      [keras.Input((400,)), keras.layers.Dense(300), keras.layers.BatchNormalization()]
+    )
 
   a, b = model(), model()
   weights.randomize_weights(a, seed=3, scale=None)
@@ -112,8 +115,17 @@ def test_random_weights_are_seeded_and_parity_uses_the_same_randomiser():
 @pytest.fixture(scope="module")
 def tiny_results():
   settings = settings_lib.Settings(
-      models=("mlp", "lstm"), batch_sizes=(1, 4), systems=SYSTEMS, repeats=2,
-      latency_repeats=2, num_inputs=12, max_batches=2, memory=False, cold_start=False, **TINY)
+    models=("mlp", "lstm"),
+    batch_sizes=(1, 4),
+    systems=SYSTEMS,
+    repeats=2,
+    latency_repeats=2,
+    num_inputs=12,
+    max_batches=2,
+    memory=False,
+    cold_start=False,
+    **TINY,
+  )
   saved = dict(systems_lib.REQUIRED_PACKAGES)
   # Pretend one peer is not installed: it must be reported, not fail the run.
   systems_lib.REQUIRED_PACKAGES["tf2jax"] = ("jaxnets_bench_no_such_package",)
@@ -132,7 +144,8 @@ def test_results_have_every_figure_per_model_system_and_batch(tiny_results):
   timed = [s for s in SYSTEMS if s != "tf2jax"]
   for record in results["models"]:
     assert record["systems"]["tf2jax"]["status"] == (
-        "skipped (not installed: jaxnets_bench_no_such_package)")
+      "skipped (not installed: jaxnets_bench_no_such_package)"
+    )
     for system in timed:
       entry = record["systems"][system]
       assert entry["status"] == "ok", entry
@@ -161,9 +174,9 @@ def test_results_have_every_figure_per_model_system_and_batch(tiny_results):
     profile = record["layer_profile"]
     assert profile["batch_size"] == 4
     assert [row["layer"] for row in profile["layers"]] == [
-        row["layer"] for row in record["flops_per_layer_full_length"]]
-    assert all(set(row) >= {"class", "flops", "ms", "share", "gflops"}
-               for row in profile["layers"])
+      row["layer"] for row in record["flops_per_layer_full_length"]
+    ]
+    assert all(set(row) >= {"class", "flops", "ms", "share", "gflops"} for row in profile["layers"])
   mlp, lstm = results["models"]
   assert mlp["param_count"] == 784 * 16 + 16 + 16 * 10 + 10  # the TINY override
   assert lstm["input_dtype"] == "int32" and lstm["input_shape"] == [16]
@@ -198,13 +211,25 @@ def test_markdown_json_and_chart(tiny_results, tmp_path):
 
 
 def test_speedcheck_preset_runs_on_a_small_cnn():
-  results = benchmark.run(settings_lib.preset(
-      "speedcheck", models=("cnn",), batch_sizes=(4,), num_inputs=8, repeats=1,
-      latency_repeats=1, **TINY))
+  results = benchmark.run(
+    settings_lib.preset(
+      "speedcheck",
+      models=("cnn",),
+      batch_sizes=(4,),
+      num_inputs=8,
+      repeats=1,
+      latency_repeats=1,
+      **TINY,
+    )
+  )
   record = results["models"][0]
   assert record["input_shape"] == [32, 32, 3]
-  assert set(record["latency"]["systems"]) == {"keras_predict", "keras_call", "port_predict",
-                                               "port_jit"}
+  assert set(record["latency"]["systems"]) == {
+    "keras_predict",
+    "keras_call",
+    "port_predict",
+    "port_jit",
+  }
   for entry in record["systems"].values():
     assert entry["status"] == "ok" and entry["agreement"]["max_abs_diff"] <= 1e-5
   assert "layer_profile" not in record and "cold_start" not in record
@@ -213,14 +238,27 @@ def test_speedcheck_preset_runs_on_a_small_cnn():
 def test_a_trained_string_model_is_timed_on_token_ids(tmp_path):
   frameworks.keras()
   from train import models  # pylint: disable=import-outside-toplevel
-  vectorizer = models.make_vectorizer(np.array(["a b c d", "e f g", "h"], dtype=object),
-                                      sequence_length=8)
-  models.build_text(vectorizer, cell="simple_rnn", units=(4,), embedding_dim=4,
-                    name="rnn").save(tmp_path / "rnn.keras")
-  results = benchmark.run(settings_lib.Settings(
-      models=("rnn",), batch_sizes=(2,), systems=("keras_predict", "port_predict"),
-      repeats=1, latency_repeats=1, num_inputs=4, memory=False, cold_start=False,
-      workdir=str(tmp_path), **TINY))
+
+  vectorizer = models.make_vectorizer(
+    np.array(["a b c d", "e f g", "h"], dtype=object), sequence_length=8
+  )
+  models.build_text(vectorizer, cell="simple_rnn", units=(4,), embedding_dim=4, name="rnn").save(
+    tmp_path / "rnn.keras"
+  )
+  results = benchmark.run(
+    settings_lib.Settings(
+      models=("rnn",),
+      batch_sizes=(2,),
+      systems=("keras_predict", "port_predict"),
+      repeats=1,
+      latency_repeats=1,
+      num_inputs=4,
+      memory=False,
+      cold_start=False,
+      workdir=str(tmp_path),
+      **TINY,
+    )
+  )
   record = results["models"][0]
   assert record["weights"].startswith("trained (") and "rnn.keras" in record["weights"]
   assert record["input_dtype"] == "int32" and record["input_shape"] == [8]
@@ -240,10 +278,15 @@ def test_training_throughput_of_the_mlp(real_data_dir):
 
 # --------------------------------------------------------- command line
 def test_a_worker_process_loads_no_framework_by_importing_bench():
-  code = ("import sys, bench.worker; print(' '.join(sorted({m.split('.')[0] "
-          "for m in sys.modules})))")
-  done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
-                        text=True, timeout=300, check=True)
+  code = "import sys, bench.worker; print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+  done = subprocess.run(
+    [sys.executable, "-c", code],
+    cwd=REPO_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=True,
+  )
   loaded = set(done.stdout.split())
   assert not loaded & {"jax", "tensorflow", "keras", "jaxnets", "port", "train", "flags"}
 
@@ -253,11 +296,28 @@ def test_command_line_run_with_memory_and_cold_start(tmp_path):
   json_out, chart_out = tmp_path / "bench.json", tmp_path / "bench.png"
   env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
   done = subprocess.run(
-      [sys.executable, "-m", "bench", "--models=mlp", "--batch_sizes=2",
-       "--systems=keras_predict,port_predict", "--repeats=1", "--latency_repeats=2",
-       "--num_inputs=4", "--cold_start_repeats=1", "--matmul_sizes=128",
-       f"--json_out={json_out}", f"--chart_out={chart_out}"],
-      cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
+    [
+      sys.executable,
+      "-m",
+      "bench",
+      "--models=mlp",
+      "--batch_sizes=2",
+      "--systems=keras_predict,port_predict",
+      "--repeats=1",
+      "--latency_repeats=2",
+      "--num_inputs=4",
+      "--cold_start_repeats=1",
+      "--matmul_sizes=128",
+      f"--json_out={json_out}",
+      f"--chart_out={chart_out}",
+    ],
+    cwd=REPO_ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=900,
+    check=False,
+  )
   assert done.returncode == 0, done.stderr[-3000:]
   assert "## mlp: seeded random" in done.stdout
   results = json.loads(json_out.read_text())
@@ -276,12 +336,21 @@ def test_command_line_run_with_memory_and_cold_start(tmp_path):
   assert chart_out.read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.parametrize("args, message", [
+@pytest.mark.parametrize(
+  "args, message",
+  [
     (["--models=vgg"], "unknown models"),
     (["--preset=train_speed", "--systems=port_jit"], "not read by --preset=train_speed"),
-])
+  ],
+)
 def test_command_line_rejects_bad_flags(args, message):
-  done = subprocess.run([sys.executable, "-m", "bench", *args], cwd=REPO_ROOT,
-                        capture_output=True, text=True, timeout=300, check=False)
+  done = subprocess.run(
+    [sys.executable, "-m", "bench", *args],
+    cwd=REPO_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+  )
   assert done.returncode != 0
   assert message in done.stderr

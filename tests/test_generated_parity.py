@@ -35,8 +35,23 @@ from tests.conftest import REPO_ROOT
 keras = pytest.importorskip("keras")
 import port  # noqa: E402  (after the Keras import check)
 
-ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid", "elu", "selu", "softplus", "softsign",
-               "swish", "gelu", "hard_sigmoid", "relu6", "leaky_relu", "silu", "exponential")
+ACTIVATIONS = (
+  "linear",
+  "relu",
+  "tanh",
+  "sigmoid",
+  "elu",
+  "selu",
+  "softplus",
+  "softsign",
+  "swish",
+  "gelu",
+  "hard_sigmoid",
+  "relu6",
+  "leaky_relu",
+  "silu",
+  "exponential",
+)
 
 
 @dataclasses.dataclass
@@ -59,8 +74,11 @@ def _activation(draw):
 @st.composite
 def _image_layers(draw, rank: int):
   """A stack of conv/pool/norm/activation layers for ``rank``-D images."""
-  pools = ((keras.layers.MaxPooling2D, keras.layers.AveragePooling2D) if rank == 2 else
-           (keras.layers.MaxPooling1D, keras.layers.AveragePooling1D))
+  pools = (
+    (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
+    if rank == 2
+    else (keras.layers.MaxPooling1D, keras.layers.AveragePooling1D)
+  )
   layers = []
   for _ in range(draw(st.integers(1, 4))):
     kind = draw(st.sampled_from(("conv", "conv", "pool", "norm", "act", "relu", "dropout")))
@@ -70,25 +88,58 @@ def _image_layers(draw, rank: int):
       paddings = ("valid", "same", "causal") if rank == 1 else ("valid", "same")
       filters = draw(st.integers(1, 6))
       groups = draw(st.sampled_from([g for g in (1, 2, 3) if filters % g == 0]))
-      layers.append(("conv", dict(
-          filters=filters, kernel_size=draw(st.integers(1, 3)), strides=strides,
-          padding=draw(st.sampled_from(paddings)), dilation_rate=dilation, groups=groups,
-          activation=draw(_activation()), use_bias=draw(st.booleans()))))
+      layers.append(
+        (
+          "conv",
+          dict(
+            filters=filters,
+            kernel_size=draw(st.integers(1, 3)),
+            strides=strides,
+            padding=draw(st.sampled_from(paddings)),
+            dilation_rate=dilation,
+            groups=groups,
+            activation=draw(_activation()),
+            use_bias=draw(st.booleans()),
+          ),
+        )
+      )
     elif kind == "pool":
       size = draw(st.integers(1, 3))
-      layers.append(("pool", dict(cls=draw(st.sampled_from(pools)), pool_size=size,
-                                  strides=draw(st.one_of(st.none(), st.integers(1, 3))),
-                                  padding=draw(st.sampled_from(("valid", "same"))))))
+      layers.append(
+        (
+          "pool",
+          dict(
+            cls=draw(st.sampled_from(pools)),
+            pool_size=size,
+            strides=draw(st.one_of(st.none(), st.integers(1, 3))),
+            padding=draw(st.sampled_from(("valid", "same"))),
+          ),
+        )
+      )
     elif kind == "norm":
-      layers.append(("norm", dict(epsilon=draw(st.sampled_from((1e-3, 1e-5))),
-                                  center=draw(st.booleans()), scale=draw(st.booleans()))))
+      layers.append(
+        (
+          "norm",
+          dict(
+            epsilon=draw(st.sampled_from((1e-3, 1e-5))),
+            center=draw(st.booleans()),
+            scale=draw(st.booleans()),
+          ),
+        )
+      )
     elif kind == "act":
       layers.append(("act", dict(activation=draw(_activation()))))
     elif kind == "relu":
-      layers.append(("relu", dict(
-          max_value=draw(st.one_of(st.none(), st.sampled_from((1.0, 6.0)))),
-          negative_slope=draw(st.sampled_from((0.0, 0.1))),
-          threshold=draw(st.sampled_from((0.0, 0.5))))))
+      layers.append(
+        (
+          "relu",
+          dict(
+            max_value=draw(st.one_of(st.none(), st.sampled_from((1.0, 6.0)))),
+            negative_slope=draw(st.sampled_from((0.0, 0.1))),
+            threshold=draw(st.sampled_from((0.0, 0.5))),
+          ),
+        )
+      )
     else:
       layers.append(("dropout", dict(rate=draw(st.sampled_from((0.1, 0.5))))))
   return layers
@@ -125,8 +176,11 @@ def image_cases(draw, rank: int):
   classes = draw(st.integers(2, 5))
   rows = draw(st.integers(1, 5))
   nonfinite = draw(st.sampled_from((None, None, None, "nan", "inf", "-inf")))
-  x = np.random.default_rng(draw(st.integers(0, 2**16))).normal(
-      0, 1, (rows,) + spatial + (channels,)).astype(np.float32)
+  x = (
+    np.random.default_rng(draw(st.integers(0, 2**16)))
+    .normal(0, 1, (rows,) + spatial + (channels,))
+    .astype(np.float32)
+  )
   if nonfinite is not None:
     mask = np.random.default_rng(rows).random(x.shape) < 0.1
     x[mask] = float(nonfinite)
@@ -135,19 +189,30 @@ def image_cases(draw, rank: int):
     if _groups_do_not_divide(layers, channels):
       assume(False)
     head_layer = {
-        "flatten": keras.layers.Flatten,
-        "global_max": (keras.layers.GlobalMaxPooling2D if rank == 2
-                       else keras.layers.GlobalMaxPooling1D),
-        "global_average": (keras.layers.GlobalAveragePooling2D if rank == 2
-                           else keras.layers.GlobalAveragePooling1D)}[head]()
-    model = keras.Sequential([keras.Input(spatial + (channels,)), *layers, head_layer,
-                              keras.layers.Dense(classes, activation="softmax")])
+      "flatten": keras.layers.Flatten,
+      "global_max": (
+        keras.layers.GlobalMaxPooling2D if rank == 2 else keras.layers.GlobalMaxPooling1D
+      ),
+      "global_average": (
+        keras.layers.GlobalAveragePooling2D if rank == 2 else keras.layers.GlobalAveragePooling1D
+      ),
+    }[head]()
+    model = keras.Sequential(
+      [
+        keras.Input(spatial + (channels,)),
+        *layers,
+        head_layer,
+        keras.layers.Dense(classes, activation="softmax"),
+      ]
+    )
   except ValueError:
     assume(False)  # Keras refuses the shapes (e.g. a window larger than the input)
   if any(d == 0 for d in model.layers[-2].output.shape[1:]):
     assume(False)
-  note(f"image{rank}d spatial={spatial} channels={channels} layers={spec} head={head} "
-       f"nonfinite={nonfinite}")
+  note(
+    f"image{rank}d spatial={spatial} channels={channels} layers={spec} head={head} "
+    f"nonfinite={nonfinite}"
+  )
   return Case(model, x, f"image{rank}d")
 
 
@@ -165,8 +230,12 @@ def _groups_do_not_divide(layers, channels):
 @st.composite
 def _recurrent(draw, return_sequences: bool):
   cls = draw(st.sampled_from((keras.layers.SimpleRNN, keras.layers.LSTM, keras.layers.GRU)))
-  options = dict(units=draw(st.integers(1, 6)), return_sequences=return_sequences,
-                 go_backwards=draw(st.booleans()), use_bias=draw(st.booleans()))
+  options = dict(
+    units=draw(st.integers(1, 6)),
+    return_sequences=return_sequences,
+    go_backwards=draw(st.booleans()),
+    use_bias=draw(st.booleans()),
+  )
   if cls is keras.layers.SimpleRNN:
     options["activation"] = draw(st.sampled_from(("tanh", "relu", "sigmoid")))
   if cls is keras.layers.GRU:
@@ -211,8 +280,10 @@ def text_cases(draw):
   lengths = rng.integers(0, length + 1, rows)
   for row, real in enumerate(lengths):
     x[row, real:] = 0
-  note(f"text length={length} mask_zero={mask_zero} masking={masking} "
-       f"layers={[l.name for l in layers]} lengths={lengths.tolist()}")
+  note(
+    f"text length={length} mask_zero={mask_zero} masking={masking} "
+    f"layers={[l.name for l in layers]} lengths={lengths.tolist()}"
+  )
   return Case(model, x, "text")
 
 
@@ -221,14 +292,20 @@ def mlp_cases(draw):
   features = draw(st.integers(1, 20))
   layers = []
   for _ in range(draw(st.integers(1, 3))):
-    layers.append(keras.layers.Dense(draw(st.integers(1, 16)), activation=draw(_activation()),
-                                     use_bias=draw(st.booleans())))
+    layers.append(
+      keras.layers.Dense(
+        draw(st.integers(1, 16)), activation=draw(_activation()), use_bias=draw(st.booleans())
+      )
+    )
     if draw(st.booleans()):
       layers.append(keras.layers.Dropout(0.3))
   layers.append(keras.layers.Dense(draw(st.integers(2, 5)), activation="softmax"))
   rows = draw(st.integers(1, 7))
-  x = np.random.default_rng(draw(st.integers(0, 2**16))).normal(
-      0, 1, (rows, features)).astype(np.float32)
+  x = (
+    np.random.default_rng(draw(st.integers(0, 2**16)))
+    .normal(0, 1, (rows, features))
+    .astype(np.float32)
+  )
   if draw(st.booleans()):
     x[0, 0] = draw(st.sampled_from((np.nan, np.inf, -np.inf)))
   return Case(keras.Sequential([keras.Input((features,)), *layers]), x, "mlp")
@@ -242,8 +319,9 @@ CASES = st.one_of(image_cases(2), image_cases(1), text_cases(), mlp_cases())
 
 def _assert_same(got, expected, label):
   assert got.shape == expected.shape, f"{label}: shape {got.shape} != Keras {expected.shape}"
-  np.testing.assert_array_equal(np.isnan(got), np.isnan(expected),
-                                err_msg=f"{label}: NaN where Keras has none (or not)")
+  np.testing.assert_array_equal(
+    np.isnan(got), np.isnan(expected), err_msg=f"{label}: NaN where Keras has none (or not)"
+  )
   finite = np.isfinite(expected)
   if finite.any():
     diff = float(np.max(np.abs(got[finite] - expected[finite])))
@@ -252,8 +330,9 @@ def _assert_same(got, expected, label):
   # An argmax is only meaningful where Keras's own probabilities are not tied.
   top2 = np.sort(expected[rows], axis=-1)[:, -2:]
   decided = (top2[:, 1] - top2[:, 0]) > 2 * parity.ATOL
-  np.testing.assert_array_equal(got[rows][decided].argmax(-1),
-                                expected[rows][decided].argmax(-1), err_msg=label)
+  np.testing.assert_array_equal(
+    got[rows][decided].argmax(-1), expected[rows][decided].argmax(-1), err_msg=label
+  )
 
 
 def _check_case(case: Case, seed: int, work_dir: pathlib.Path, saved: list):
@@ -296,16 +375,24 @@ def _reload_without_tensorflow(work_dir: pathlib.Path, count: int):
   """)
   subprocess.run([sys.executable, "-c", script], check=True, cwd=REPO_ROOT, timeout=900)
   for i in range(count):
-    _assert_same(np.load(work_dir / f"case{i}_reloaded.npy"),
-                 np.load(work_dir / f"case{i}_expected.npy"), f"case {i} reloaded without TF")
+    _assert_same(
+      np.load(work_dir / f"case{i}_reloaded.npy"),
+      np.load(work_dir / f"case{i}_expected.npy"),
+      f"case {i} reloaded without TF",
+    )
 
 
 def test_generated_models_port_exactly_or_are_refused_by_name(tmp_path):
   saved, outcomes = [], []
 
-  @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                  HealthCheck.filter_too_much,
-                                                  HealthCheck.data_too_large])
+  @settings(
+    deadline=None,
+    suppress_health_check=[
+      HealthCheck.too_slow,
+      HealthCheck.filter_too_much,
+      HealthCheck.data_too_large,
+    ],
+  )
   @given(case=CASES, seed=st.integers(0, 2**16))
   def check(case, seed):
     case_dir = tmp_path / "cases"
@@ -317,6 +404,8 @@ def test_generated_models_port_exactly_or_are_refused_by_name(tmp_path):
   if saved:
     _reload_without_tensorflow(tmp_path / "cases", len(saved))
   kinds = sorted({kind for kind, _ in outcomes})
-  print(f"\ngenerated parity: {len(outcomes)} models ({', '.join(kinds)}), "
-        f"{sum(o == 'ported' for _, o in outcomes)} ported, "
-        f"{sum(o == 'refused' for _, o in outcomes)} refused by name")
+  print(
+    f"\ngenerated parity: {len(outcomes)} models ({', '.join(kinds)}), "
+    f"{sum(o == 'ported' for _, o in outcomes)} ported, "
+    f"{sum(o == 'refused' for _, o in outcomes)} refused by name"
+  )

@@ -9,8 +9,9 @@ import port  # noqa: E402
 
 def test_a_never_built_model_is_refused_with_what_to_do():
   model = keras.Sequential([keras.layers.Dense(3)], name="unbuilt")
-  with pytest.raises(port.UnsupportedLayerError, match="'unbuilt' has never been built.*"
-                     "keras.Input"):
+  with pytest.raises(
+    port.UnsupportedLayerError, match="'unbuilt' has never been built.*keras.Input"
+  ):
     port.load(model)
 
 
@@ -25,8 +26,11 @@ def test_a_subclassed_model_is_refused_by_class_name():
 
   model = Doubler()
   model(np.zeros((1, 4), np.float32))
-  with pytest.raises(port.UnsupportedLayerError, match=r"subclassed keras.Model \(Doubler\).*"
-                     "Sequential or functional"):
+  with pytest.raises(
+    port.UnsupportedLayerError,
+    match=r"subclassed keras.Model \(Doubler\).*"
+    "Sequential or functional",
+  ):
     port.load(model)
 
 

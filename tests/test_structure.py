@@ -45,7 +45,7 @@ def _imports(path: pathlib.Path, module: str, is_package: bool) -> set[str]:
     elif isinstance(node, ast.ImportFrom):
       if node.level:
         base = module.split(".")
-        base = base[:len(base) - node.level + (1 if is_package else 0)]
+        base = base[: len(base) - node.level + (1 if is_package else 0)]
         prefix = ".".join(base + ([node.module] if node.module else []))
       else:
         prefix = node.module
@@ -74,8 +74,7 @@ def test_imports_run_one_way():
       elif target_top == "flags" and top in ("jaxnets", "port"):
         wrong.append(f"{module} -> {target} (only entry points read flags)")
       elif target_top in RANKS and top in RANKS and RANKS[target_top] > RANKS[top]:
-        wrong.append(f"{module} -> {target} (imports must run jaxnets <- port <- train "
-                     "<- bench)")
+        wrong.append(f"{module} -> {target} (imports must run jaxnets <- port <- train <- bench)")
   assert not wrong, "\n".join(sorted(wrong))
 
 
@@ -87,8 +86,9 @@ def test_no_import_cycles():
   inside it are left out.
   """
   graph = _graph()
-  edges = {m: {t for t in targets if t != m and not m.startswith(t + ".")}
-           for m, targets in graph.items()}
+  edges = {
+    m: {t for t in targets if t != m and not m.startswith(t + ".")} for m, targets in graph.items()
+  }
   state, stack, cycles = {}, [], []
 
   def visit(node):
@@ -96,7 +96,7 @@ def test_no_import_cycles():
     stack.append(node)
     for nxt in sorted(edges[node]):
       if state.get(nxt) == "open":
-        cycles.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
+        cycles.append(" -> ".join(stack[stack.index(nxt) :] + [nxt]))
       elif nxt not in state:
         visit(nxt)
     stack.pop()
@@ -108,17 +108,25 @@ def test_no_import_cycles():
   assert not cycles, "\n".join(cycles)
 
 
-@pytest.mark.parametrize("package, forbidden", [
+@pytest.mark.parametrize(
+  "package, forbidden",
+  [
     ("jaxnets", {"port", "train", "bench", "flags", "tensorflow", "keras"}),
     ("port", {"train", "bench", "flags"}),
     ("train", {"bench"}),
     ("flags.common, flags.train", {"jaxnets", "port", "train", "bench"}),
-])
+  ],
+)
 def test_importing_a_package_loads_nothing_above_it(package, forbidden):
-  code = (f"import sys, {package}; "
-          "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
-  result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=300, check=True)
+  code = f"import sys, {package}; print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+  result = subprocess.run(
+    [sys.executable, "-c", code],
+    cwd=REPO_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=True,
+  )
   loaded = set(result.stdout.split())
   assert not loaded & forbidden, f"import {package} loaded {sorted(loaded & forbidden)}"
 

@@ -107,8 +107,9 @@ class _Killed(BaseException):
   """Stands in for a SIGKILL/Ctrl-C in the middle of a run."""
 
 
-def test_killed_then_resumed_run_gives_the_same_tables(cnn_reference, real_data_dir, tmp_path,
-                                                       monkeypatch):
+def test_killed_then_resumed_run_gives_the_same_tables(
+  cnn_reference, real_data_dir, tmp_path, monkeypatch
+):
   _, reference = cnn_reference
   settings = _settings(real_data_dir, **CNN_SETTINGS)
   real_train = runner.train_and_check
@@ -131,23 +132,28 @@ def test_killed_then_resumed_run_gives_the_same_tables(cnn_reference, real_data_
   assert "Partial report: 1 of 2 variants" in (tmp_path / "cnn/pooling/results.md").read_text()
 
   trained = []
-  monkeypatch.setattr(runner, "train_and_check",
-                      lambda job, *a: trained.append(job.run_dir) or real_train(job, *a))
+  monkeypatch.setattr(
+    runner, "train_and_check", lambda job, *a: trained.append(job.run_dir) or real_train(job, *a)
+  )
   [resumed] = runner.run("cnn", "pooling", tmp_path, settings)
   # Only the killed run and the one never started were trained again.
   assert trained == [half_done, tmp_path / "cnn" / "pooling" / "avg" / "seed1"]
   _check_study_outputs(resumed, "cnn", "pooling", seeds=2)
   for name in ("results.csv", "runs.csv"):
-    assert (_without_timing(report.read_csv(resumed.directory / name)) ==
-            _without_timing(report.read_csv(reference.directory / name))), name
+    assert _without_timing(report.read_csv(resumed.directory / name)) == _without_timing(
+      report.read_csv(reference.directory / name)
+    ), name
 
 
 def test_base_variant_is_shared_between_studies(cnn_reference, real_data_dir, monkeypatch):
   workdir, _ = cnn_reference
   trained = []
   real_train = runner.train_and_check
-  monkeypatch.setattr(runner, "train_and_check",
-                      lambda job, *a: trained.append(job.variant.name) or real_train(job, *a))
+  monkeypatch.setattr(
+    runner,
+    "train_and_check",
+    lambda job, *a: trained.append(job.variant.name) or real_train(job, *a),
+  )
   settings = _settings(real_data_dir, **dict(CNN_SETTINGS, seeds=1))
   [output] = runner.run("cnn", "kernels", workdir, settings)
   assert trained == ["5-5-5", "3-5-7"]  # 3-3-3 is the base: the pooling study's "max" run
@@ -177,11 +183,19 @@ def test_port_disagreement_fails_the_run(real_data_dir, tmp_path, monkeypatch):
 
 
 def _cli(*args, env=None, timeout=120):
-  return subprocess.run([sys.executable, "-m", "train", *args], cwd=REPO_ROOT,
-                        capture_output=True, text=True, timeout=timeout, env=env)
+  return subprocess.run(
+    [sys.executable, "-m", "train", *args],
+    cwd=REPO_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+    env=env,
+  )
 
 
-@pytest.mark.parametrize("args, message", [
+@pytest.mark.parametrize(
+  "args, message",
+  [
     (["--family=bogus"], "--family=bogus: value should be one of"),
     (["--family=lstm", "--study=pooling"], "unknown study 'pooling' for family 'lstm'"),
     (["--family=cnn", "--epochs=0"], "--epochs=0: 0 is not a positive integer"),
@@ -189,7 +203,8 @@ def _cli(*args, env=None, timeout=120):
     (["--study=layers"], "--family must have a value"),
     (["--family=all", "--study=cells"], "--family=all runs every study"),
     (["--family=mlp", "stray"], "unexpected positional arguments: stray"),
-])
+  ],
+)
 def test_bad_flags_are_rejected_before_any_work(args, message, tmp_path):
   result = _cli(*args, f"--workdir={tmp_path / 'runs'}")
   assert result.returncode != 0
@@ -199,8 +214,16 @@ def test_bad_flags_are_rejected_before_any_work(args, message, tmp_path):
 
 def test_cli_runs_a_study_and_says_where_the_results_are(real_data_dir, tmp_path):
   env = dict(os.environ, JAXNETS_DATA_DIR=str(real_data_dir))
-  result = _cli("--family=mlp", "--seeds=1", "--epochs=1", "--max_train_rows=300",
-                "--max_test_rows=100", f"--workdir={tmp_path}", env=env, timeout=300)
+  result = _cli(
+    "--family=mlp",
+    "--seeds=1",
+    "--epochs=1",
+    "--max_train_rows=300",
+    "--max_test_rows=100",
+    f"--workdir={tmp_path}",
+    env=env,
+    timeout=300,
+  )
   assert result.returncode == 0, result.stderr[-2000:]
   assert f"mlp/recipe: {tmp_path / 'mlp' / 'recipe'}" in result.stdout
   assert "[variant 1/1 '256-128', seed 1/1 (seed=0)] training" in result.stdout
@@ -208,13 +231,16 @@ def test_cli_runs_a_study_and_says_where_the_results_are(real_data_dir, tmp_path
   assert (tmp_path / "mlp" / "recipe" / "results.md").is_file()
 
 
-@pytest.mark.parametrize("family, study, settings, message", [
+@pytest.mark.parametrize(
+  "family, study, settings, message",
+  [
     ("bogus", "all", {}, "unknown family 'bogus'"),
     ("rnn", "pooling", {}, "unknown study 'pooling' for family 'rnn'"),
     ("mlp", "all", {"seeds": 0}, "seeds must be a positive integer"),
     ("lstm", "all", {"epochs": -1}, "epochs must be a positive integer"),
     ("lstm", "all", {"lang": "klingon"}, "unknown NusaX language 'klingon'"),
-])
+  ],
+)
 def test_run_rejects_bad_requests_before_any_work(family, study, settings, message, tmp_path):
   with pytest.raises(runner.ConfigError, match=message):
     runner.run(family, study, tmp_path / "runs", runner.Settings(**settings))
@@ -223,9 +249,16 @@ def test_run_rejects_bad_requests_before_any_work(family, study, settings, messa
 
 def test_jax_trainer_runs_a_study_and_its_models_round_trip_to_keras(tmp_path, real_data_dir):
   """--trainer=jax: same study outputs, each JAX-trained model checked via to_keras."""
-  settings = runner.Settings(seeds=1, epochs=2, max_train_rows=120, max_test_rows=60,
-                             data_dir=str(real_data_dir), verbose=0, timing_repeats=1,
-                             trainer="jax")
+  settings = runner.Settings(
+    seeds=1,
+    epochs=2,
+    max_train_rows=120,
+    max_test_rows=60,
+    data_dir=str(real_data_dir),
+    verbose=0,
+    timing_repeats=1,
+    trainer="jax",
+  )
   outputs = runner.run("rnn", "direction", tmp_path, settings, log=lambda _: None)
   study_dir = tmp_path / "jax" / "rnn" / "direction"
   assert outputs[0].directory == study_dir or str(outputs[0].directory) == str(study_dir)

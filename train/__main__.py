@@ -31,6 +31,7 @@ def _one_of(allowed):
     if value is not None and value not in allowed:
       raise flags.ValidationError(f"value should be one of {', '.join(allowed)}")
     return True
+
   return check
 
 
@@ -40,7 +41,8 @@ flags.register_validator(train_flags.LANG, _one_of(data_lib.NUSAX_LANGUAGES))
 
 
 @flags.multi_flags_validator(
-    ["family", "study"], message="--study does not name a study of --family")
+  ["family", "study"], message="--study does not name a study of --family"
+)
 def _study_belongs_to_family(values) -> bool:
   if values["family"] not in (*studies.FAMILIES, studies.ALL):
     return True  # reported by the --family checks
@@ -62,17 +64,26 @@ def main(argv) -> None:
   from train import runner  # pylint: disable=import-outside-toplevel
 
   settings = runner.Settings(
-      seeds=train_flags.SEEDS.value, seed=common_flags.SEED.value,
-      epochs=train_flags.EPOCHS.value, patience=train_flags.PATIENCE.value,
-      batch_size=train_flags.BATCH_SIZE.value, monitor=train_flags.MONITOR.value,
-      lang=train_flags.LANG.value,
-      max_train_rows=train_flags.MAX_TRAIN_ROWS.value,
-      max_test_rows=train_flags.MAX_TEST_ROWS.value, data_dir=common_flags.DATA_DIR.value,
-      trainer=train_flags.TRAINER.value)
+    seeds=train_flags.SEEDS.value,
+    seed=common_flags.SEED.value,
+    epochs=train_flags.EPOCHS.value,
+    patience=train_flags.PATIENCE.value,
+    batch_size=train_flags.BATCH_SIZE.value,
+    monitor=train_flags.MONITOR.value,
+    lang=train_flags.LANG.value,
+    max_train_rows=train_flags.MAX_TRAIN_ROWS.value,
+    max_test_rows=train_flags.MAX_TEST_ROWS.value,
+    data_dir=common_flags.DATA_DIR.value,
+    trainer=train_flags.TRAINER.value,
+  )
   try:
-    outputs = runner.run(train_flags.FAMILY.value, train_flags.STUDY.value,
-                         common_flags.WORKDIR.value, settings,
-                         export_dir=train_flags.EXPORT_DIR.value)
+    outputs = runner.run(
+      train_flags.FAMILY.value,
+      train_flags.STUDY.value,
+      common_flags.WORKDIR.value,
+      settings,
+      export_dir=train_flags.EXPORT_DIR.value,
+    )
   except (data_lib.DataError, runner.ConfigError, runner.SettingsMismatchError) as e:
     sys.exit(f"error: {e}")
   print("\nResults (tables: results.md / results.csv, figure: loss_curves.png):")

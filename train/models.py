@@ -20,11 +20,18 @@ HEADS = ("flatten", "global_avg", "global_max")
 CELLS = ("simple_rnn", "lstm")
 
 
-def build_cnn(*, filters: Sequence[int] = (32, 64, 128),
-              kernel_sizes: Sequence[int] = (3, 3, 3), pooling: str = "max",
-              head: str = "flatten", dense_units: int = 128, dropout: float = 0.5,
-              input_shape: Sequence[int] = (32, 32, 3), num_classes: int = 10,
-              name: str = "cnn") -> keras.Model:
+def build_cnn(
+  *,
+  filters: Sequence[int] = (32, 64, 128),
+  kernel_sizes: Sequence[int] = (3, 3, 3),
+  pooling: str = "max",
+  head: str = "flatten",
+  dense_units: int = 128,
+  dropout: float = 0.5,
+  input_shape: Sequence[int] = (32, 32, 3),
+  num_classes: int = 10,
+  name: str = "cnn",
+) -> keras.Model:
   """Conv blocks -> Flatten or global pooling -> Dense + Dropout -> softmax.
 
   Block ``i`` is ``Conv2D(filters[i], kernel_sizes[i], padding="same", ReLU)``
@@ -43,16 +50,18 @@ def build_cnn(*, filters: Sequence[int] = (32, 64, 128),
   """
   filters, kernel_sizes = tuple(filters), tuple(kernel_sizes)
   if not filters or len(filters) != len(kernel_sizes):
-    raise ValueError(f"need one kernel size per conv layer, got filters={filters} and "
-                     f"kernel_sizes={kernel_sizes}")
+    raise ValueError(
+      f"need one kernel size per conv layer, got filters={filters} and kernel_sizes={kernel_sizes}"
+    )
   _check_choice("pooling", pooling, POOLING)
   _check_choice("head", head, HEADS)
   pool = keras.layers.MaxPooling2D if pooling == "max" else keras.layers.AveragePooling2D
   layers = [keras.Input(shape=tuple(input_shape), dtype="float32", name="image")]
   for i, (f, k) in enumerate(zip(filters, kernel_sizes), start=1):
-    layers += [keras.layers.Conv2D(int(f), int(k), padding="same", activation="relu",
-                                   name=f"conv{i}"),
-               pool(2, name=f"pool{i}")]
+    layers += [
+      keras.layers.Conv2D(int(f), int(k), padding="same", activation="relu", name=f"conv{i}"),
+      pool(2, name=f"pool{i}"),
+    ]
   if head == "flatten":
     layers.append(keras.layers.Flatten(name="flatten"))
   elif head == "global_avg":
@@ -61,28 +70,42 @@ def build_cnn(*, filters: Sequence[int] = (32, 64, 128),
     layers.append(keras.layers.GlobalMaxPooling2D(name="global_max"))
   if dense_units:
     layers.append(keras.layers.Dense(int(dense_units), activation="relu", name="dense"))
-  layers += [keras.layers.Dropout(float(dropout), name="dropout"),
-             keras.layers.Dense(num_classes, activation="softmax", name="output")]
+  layers += [
+    keras.layers.Dropout(float(dropout), name="dropout"),
+    keras.layers.Dense(num_classes, activation="softmax", name="output"),
+  ]
   return keras.Sequential(layers, name=name)
 
 
-def make_vectorizer(train_texts: np.ndarray, *, max_tokens: int | None = 10000,
-                    sequence_length: int = 64) -> keras.layers.TextVectorization:
+def make_vectorizer(
+  train_texts: np.ndarray, *, max_tokens: int | None = 10000, sequence_length: int = 64
+) -> keras.layers.TextVectorization:
   """A ``TextVectorization`` (lower-case, strip punctuation, split on whitespace)
   adapted on ``train_texts`` only, giving int token ids (0 = padding, 1 = OOV)
   padded/truncated to ``sequence_length``."""
   vectorizer = keras.layers.TextVectorization(
-      max_tokens=max_tokens, output_mode="int", output_sequence_length=int(sequence_length),
-      name="vectorizer")
+    max_tokens=max_tokens,
+    output_mode="int",
+    output_sequence_length=int(sequence_length),
+    name="vectorizer",
+  )
   vectorizer.adapt(np.asarray(train_texts, dtype=object))
   return vectorizer
 
 
-def build_text(vectorizer: keras.layers.TextVectorization, *, cell: str = "lstm",
-               units: Sequence[int] = (64,), bidirectional: bool = True,
-               embedding_dim: int = 64, dropout: float = 0.5, num_classes: int = 3,
-               max_tokens: int | None = None, sequence_length: int | None = None,
-               name: str | None = None) -> keras.Model:
+def build_text(
+  vectorizer: keras.layers.TextVectorization,
+  *,
+  cell: str = "lstm",
+  units: Sequence[int] = (64,),
+  bidirectional: bool = True,
+  embedding_dim: int = 64,
+  dropout: float = 0.5,
+  num_classes: int = 3,
+  max_tokens: int | None = None,
+  sequence_length: int | None = None,
+  name: str | None = None,
+) -> keras.Model:
   """strings -> TextVectorization -> Embedding(mask_zero) -> recurrent layer(s)
   -> Dropout -> Dense softmax.
 
@@ -106,36 +129,52 @@ def build_text(vectorizer: keras.layers.TextVectorization, *, cell: str = "lstm"
     raise ValueError("need at least one recurrent layer (units is empty)")
   rnn_class = keras.layers.LSTM if cell == "lstm" else keras.layers.SimpleRNN
   # shape (): a 1-D batch of strings, which is what both Keras and the port take.
-  layers = [keras.Input(shape=(), dtype="string", name="text"), vectorizer,
-            keras.layers.Embedding(vectorizer.vocabulary_size(), int(embedding_dim),
-                                   mask_zero=True, name="embedding")]
+  layers = [
+    keras.Input(shape=(), dtype="string", name="text"),
+    vectorizer,
+    keras.layers.Embedding(
+      vectorizer.vocabulary_size(), int(embedding_dim), mask_zero=True, name="embedding"
+    ),
+  ]
   for i, n in enumerate(units, start=1):
     layer = rnn_class(int(n), return_sequences=i < len(units), name=f"{cell}{i}")
     if bidirectional:
       layer = keras.layers.Bidirectional(layer, name=f"bi_{cell}{i}")
     layers.append(layer)
-  layers += [keras.layers.Dropout(float(dropout), name="dropout"),
-             keras.layers.Dense(num_classes, activation="softmax", name="output")]
+  layers += [
+    keras.layers.Dropout(float(dropout), name="dropout"),
+    keras.layers.Dense(num_classes, activation="softmax", name="output"),
+  ]
   return keras.Sequential(layers, name=name or cell)
 
 
-def build_mlp(*, hidden_units: Sequence[int] = (256, 128), dropout: float = 0.3,
-              input_dim: int = 784, num_classes: int = 10, name: str = "mlp") -> keras.Model:
+def build_mlp(
+  *,
+  hidden_units: Sequence[int] = (256, 128),
+  dropout: float = 0.3,
+  input_dim: int = 784,
+  num_classes: int = 10,
+  name: str = "mlp",
+) -> keras.Model:
   """Seed 000's MLP: (batch, 784) -> [Dense ReLU -> Dropout] per hidden layer
   -> Dense softmax."""
   layers = [keras.Input(shape=(int(input_dim),), dtype="float32", name="pixels")]
   for i, n in enumerate(hidden_units, start=1):
-    layers += [keras.layers.Dense(int(n), activation="relu", name=f"dense{i}"),
-               keras.layers.Dropout(float(dropout), name=f"dropout{i}")]
+    layers += [
+      keras.layers.Dense(int(n), activation="relu", name=f"dense{i}"),
+      keras.layers.Dropout(float(dropout), name=f"dropout{i}"),
+    ]
   layers.append(keras.layers.Dense(num_classes, activation="softmax", name="output"))
   return keras.Sequential(layers, name=name)
 
 
 def compile_model(model: keras.Model, learning_rate: float = 1e-3) -> keras.Model:
   """Adam + sparse categorical cross-entropy (integer labels) + accuracy."""
-  model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-                loss=keras.losses.SparseCategoricalCrossentropy(),
-                metrics=["accuracy"])
+  model.compile(
+    optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+    loss=keras.losses.SparseCategoricalCrossentropy(),
+    metrics=["accuracy"],
+  )
   return model
 
 

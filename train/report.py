@@ -29,26 +29,56 @@ matplotlib.use("Agg")  # headless: no display on servers/CI
 import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 
 # Columns that measure time: they differ between two runs with equal numbers.
-TIMING_COLUMNS = frozenset({
-    "train_time_s_mean", "keras_infer_s_mean", "port_infer_s_mean", "port_speedup",
-    "train_time_s", "keras_infer_s", "port_infer_s",
-})
+TIMING_COLUMNS = frozenset(
+  {
+    "train_time_s_mean",
+    "keras_infer_s_mean",
+    "port_infer_s_mean",
+    "port_speedup",
+    "train_time_s",
+    "keras_infer_s",
+    "port_infer_s",
+  }
+)
 
 SUMMARY_COLUMNS = (
-    "variant", "setting", "seeds", "macro_f1_mean", "macro_f1_std", "accuracy_mean",
-    "accuracy_std", "epochs_mean", "best_epoch_mean", "port_macro_f1_mean",
-    "agreement_pct_min", "max_abs_diff_max", "train_time_s_mean", "keras_infer_s_mean",
-    "port_infer_s_mean", "port_speedup",
+  "variant",
+  "setting",
+  "seeds",
+  "macro_f1_mean",
+  "macro_f1_std",
+  "accuracy_mean",
+  "accuracy_std",
+  "epochs_mean",
+  "best_epoch_mean",
+  "port_macro_f1_mean",
+  "agreement_pct_min",
+  "max_abs_diff_max",
+  "train_time_s_mean",
+  "keras_infer_s_mean",
+  "port_infer_s_mean",
+  "port_speedup",
 )
 RUN_COLUMNS = (
-    "variant", "seed", "macro_f1", "accuracy", "epochs_run", "best_epoch", "best_val_loss",
-    "port_macro_f1", "agreement_pct", "max_abs_diff", "train_time_s", "keras_infer_s",
-    "port_infer_s",
+  "variant",
+  "seed",
+  "macro_f1",
+  "accuracy",
+  "epochs_run",
+  "best_epoch",
+  "best_val_loss",
+  "port_macro_f1",
+  "agreement_pct",
+  "max_abs_diff",
+  "train_time_s",
+  "keras_infer_s",
+  "port_infer_s",
 )
 
 
-def summarize(variants: Sequence[tuple[str, str]], records: Sequence[Mapping[str, Any]]
-              ) -> list[dict[str, Any]]:
+def summarize(
+  variants: Sequence[tuple[str, str]], records: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
   """Per-variant aggregates over seeds, in ``variants`` order.
 
   Args:
@@ -66,34 +96,50 @@ def summarize(variants: Sequence[tuple[str, str]], records: Sequence[Mapping[str
     acc = [r["test"]["keras_accuracy"] for r in runs]
     keras_s = _mean([r["test"]["keras_infer_s"] for r in runs])
     port_s = _mean([r["test"]["port_infer_s"] for r in runs])
-    rows.append({
-        "variant": name, "setting": setting, "seeds": len(runs),
-        "macro_f1_mean": _mean(f1), "macro_f1_std": _std(f1),
-        "accuracy_mean": _mean(acc), "accuracy_std": _std(acc),
+    rows.append(
+      {
+        "variant": name,
+        "setting": setting,
+        "seeds": len(runs),
+        "macro_f1_mean": _mean(f1),
+        "macro_f1_std": _std(f1),
+        "accuracy_mean": _mean(acc),
+        "accuracy_std": _std(acc),
         "epochs_mean": _mean([r["train"]["epochs_run"] for r in runs]),
         "best_epoch_mean": _mean([r["train"]["best_epoch"] for r in runs]),
         "port_macro_f1_mean": _mean([r["test"]["port_macro_f1"] for r in runs]),
         "agreement_pct_min": min(r["test"]["agreement_pct"] for r in runs),
         "max_abs_diff_max": max(r["test"]["max_abs_diff"] for r in runs),
         "train_time_s_mean": _mean([r["train"]["train_time_s"] for r in runs]),
-        "keras_infer_s_mean": keras_s, "port_infer_s_mean": port_s,
+        "keras_infer_s_mean": keras_s,
+        "port_infer_s_mean": port_s,
         "port_speedup": keras_s / port_s if port_s > 0 else math.nan,
         "macro_f1_values": f1,  # per seed; not a CSV column (for the t-test)
-    })
+      }
+    )
   return rows
 
 
 def run_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
   """One flat row per run record."""
-  return [{
-      "variant": r["variant"], "seed": r["seed"],
-      "macro_f1": r["test"]["keras_macro_f1"], "accuracy": r["test"]["keras_accuracy"],
-      "epochs_run": r["train"]["epochs_run"], "best_epoch": r["train"]["best_epoch"],
+  return [
+    {
+      "variant": r["variant"],
+      "seed": r["seed"],
+      "macro_f1": r["test"]["keras_macro_f1"],
+      "accuracy": r["test"]["keras_accuracy"],
+      "epochs_run": r["train"]["epochs_run"],
+      "best_epoch": r["train"]["best_epoch"],
       "best_val_loss": r["train"]["best_val_loss"],
-      "port_macro_f1": r["test"]["port_macro_f1"], "agreement_pct": r["test"]["agreement_pct"],
-      "max_abs_diff": r["test"]["max_abs_diff"], "train_time_s": r["train"]["train_time_s"],
-      "keras_infer_s": r["test"]["keras_infer_s"], "port_infer_s": r["test"]["port_infer_s"],
-  } for r in records]
+      "port_macro_f1": r["test"]["port_macro_f1"],
+      "agreement_pct": r["test"]["agreement_pct"],
+      "max_abs_diff": r["test"]["max_abs_diff"],
+      "train_time_s": r["train"]["train_time_s"],
+      "keras_infer_s": r["test"]["keras_infer_s"],
+      "port_infer_s": r["test"]["port_infer_s"],
+    }
+    for r in records
+  ]
 
 
 def verdict(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -104,38 +150,54 @@ def verdict(rows: Sequence[Mapping[str, Any]]) -> str:
     return "No finished variants yet."
   if len(rows) == 1:
     r = rows[0]
-    return (f"{r['variant']}: macro F1 {_pm(r['macro_f1_mean'], r['macro_f1_std'])}, "
-            f"accuracy {100 * r['accuracy_mean']:.2f}%.")
+    return (
+      f"{r['variant']}: macro F1 {_pm(r['macro_f1_mean'], r['macro_f1_std'])}, "
+      f"accuracy {100 * r['accuracy_mean']:.2f}%."
+    )
   ranked = sorted(rows, key=lambda r: -r["macro_f1_mean"])
   best, second = ranked[0], ranked[1]
   gap = best["macro_f1_mean"] - second["macro_f1_mean"]
   stds = [s for s in (best["macro_f1_std"], second["macro_f1_std"]) if not math.isnan(s)]
-  text = (f"Best macro F1: **{best['variant']}** "
-          f"({_pm(best['macro_f1_mean'], best['macro_f1_std'])}), {gap:.3f} above "
-          f"{second['variant']} ({_pm(second['macro_f1_mean'], second['macro_f1_std'])}). ")
+  text = (
+    f"Best macro F1: **{best['variant']}** "
+    f"({_pm(best['macro_f1_mean'], best['macro_f1_std'])}), {gap:.3f} above "
+    f"{second['variant']} ({_pm(second['macro_f1_mean'], second['macro_f1_std'])}). "
+  )
   if not stds:
     return text + "One seed only: the seed-to-seed spread is unknown, so the gap may be noise."
   spread = max(stds)
   if gap > 2 * spread:
     text += f"The gap is more than twice the larger seed-to-seed std ({spread:.3f})."
   elif gap > spread:
-    text += (f"The gap exceeds the larger seed-to-seed std ({spread:.3f}) but by less "
-             "than a factor of two: suggestive, not conclusive.")
+    text += (
+      f"The gap exceeds the larger seed-to-seed std ({spread:.3f}) but by less "
+      "than a factor of two: suggestive, not conclusive."
+    )
   else:
-    text += (f"The gap is within the seed-to-seed std ({spread:.3f}): the two are not "
-             "distinguishable with these seeds.")
+    text += (
+      f"The gap is within the seed-to-seed std ({spread:.3f}): the two are not "
+      "distinguishable with these seeds."
+    )
   a, b = best.get("macro_f1_values", []), second.get("macro_f1_values", [])
   if len(a) > 1 and len(b) > 1 and (_std(a) > 0 or _std(b) > 0):
     from scipy import stats  # pylint: disable=import-outside-toplevel
+
     p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
     text += f" Welch's t-test over seeds: p = {p:.2g}."
   return text
 
 
-def write_study(study_dir: os.PathLike, *, title: str, varies: str,
-                variants: Sequence[tuple[str, str]], records: Sequence[Mapping[str, Any]],
-                histories: Mapping[tuple[str, int], Mapping[str, Sequence[float]]],
-                settings: Mapping[str, Any], partial: bool = False) -> dict[str, pathlib.Path]:
+def write_study(
+  study_dir: os.PathLike,
+  *,
+  title: str,
+  varies: str,
+  variants: Sequence[tuple[str, str]],
+  records: Sequence[Mapping[str, Any]],
+  histories: Mapping[tuple[str, int], Mapping[str, Sequence[float]]],
+  settings: Mapping[str, Any],
+  partial: bool = False,
+) -> dict[str, pathlib.Path]:
   """Writes results.csv, runs.csv, results.md and loss_curves.png into ``study_dir``.
 
   Args:
@@ -153,14 +215,22 @@ def write_study(study_dir: os.PathLike, *, title: str, varies: str,
   """
   study_dir = pathlib.Path(study_dir)
   rows = summarize(variants, records)
-  paths = {"csv": study_dir / "results.csv", "runs_csv": study_dir / "runs.csv",
-           "md": study_dir / "results.md", "png": study_dir / "loss_curves.png"}
+  paths = {
+    "csv": study_dir / "results.csv",
+    "runs_csv": study_dir / "runs.csv",
+    "md": study_dir / "results.md",
+    "png": study_dir / "loss_curves.png",
+  }
   atomic_write(paths["csv"], _csv_bytes(SUMMARY_COLUMNS, rows))
   atomic_write(paths["runs_csv"], _csv_bytes(RUN_COLUMNS, run_rows(records)))
   atomic_write(paths["png"], _figure_bytes(title, variants, histories))
   done = len({r["variant"] for r in records})
-  atomic_write(paths["md"], _markdown(title, varies, rows, run_rows(records), settings,
-                                      partial, done, len(variants)).encode("utf-8"))
+  atomic_write(
+    paths["md"],
+    _markdown(
+      title, varies, rows, run_rows(records), settings, partial, done, len(variants)
+    ).encode("utf-8"),
+  )
   return paths
 
 
@@ -184,6 +254,7 @@ def atomic_write(path: pathlib.Path, payload: bytes) -> None:
 
 
 # -------------------------------------------------------------------- internals
+
 
 def _mean(values: Sequence[float]) -> float:
   return float(statistics.fmean(values)) if values else math.nan
@@ -229,36 +300,94 @@ def _markdown(title, varies, rows, runs, settings, partial, done, total) -> str:
     parts += [f"**Partial report: {done} of {total} variants finished.**", ""]
   parts += [f"Varies: **{varies}**; everything else is the family's base config.", ""]
   parts += [f"- {label}: {value}" for label, value in settings.items()]
-  parts += ["", "Test-set metrics (Keras model; mean ± sample std over seeds). The port "
-            "columns come from `port.load` of the saved `.keras` file predicting the same "
-            "test set: agreement is the share of identical predicted classes (the run "
-            "fails below 100%), max diff the largest absolute probability difference. "
-            "Inference times are for the whole test set, after one warm-up pass.", ""]
-  header = ["variant", "setting", "seeds", "macro F1", "accuracy %", "epochs (best)",
-            "train s", "port F1", "agreement %", "max diff", "Keras infer s",
-            "port infer s", "speed-up"]
+  parts += [
+    "",
+    "Test-set metrics (Keras model; mean ± sample std over seeds). The port "
+    "columns come from `port.load` of the saved `.keras` file predicting the same "
+    "test set: agreement is the share of identical predicted classes (the run "
+    "fails below 100%), max diff the largest absolute probability difference. "
+    "Inference times are for the whole test set, after one warm-up pass.",
+    "",
+  ]
+  header = [
+    "variant",
+    "setting",
+    "seeds",
+    "macro F1",
+    "accuracy %",
+    "epochs (best)",
+    "train s",
+    "port F1",
+    "agreement %",
+    "max diff",
+    "Keras infer s",
+    "port infer s",
+    "speed-up",
+  ]
   lines = []
   for r in rows:
     acc_std = r["accuracy_std"]
-    acc = (f"{100 * r['accuracy_mean']:.2f}" if math.isnan(acc_std) else
-           f"{100 * r['accuracy_mean']:.2f} ± {100 * acc_std:.2f}")
-    lines.append([
-        r["variant"], r["setting"], str(r["seeds"]), _pm(r["macro_f1_mean"], r["macro_f1_std"]),
-        acc, f"{r['epochs_mean']:.1f} ({r['best_epoch_mean']:.1f})",
-        _seconds(r["train_time_s_mean"]), f"{r['port_macro_f1_mean']:.3f}",
-        f"{r['agreement_pct_min']:.2f}", f"{r['max_abs_diff_max']:.1e}",
-        f"{r['keras_infer_s_mean']:.3f}", f"{r['port_infer_s_mean']:.3f}",
-        f"{r['port_speedup']:.1f}x"])
-  parts += [_table(header, lines), "", verdict(rows), "",
-            "![training and validation loss per epoch](loss_curves.png)", "",
-            "<details><summary>Per-seed runs</summary>", ""]
-  seed_header = ["variant", "seed", "macro F1", "accuracy %", "epochs", "best epoch",
-                 "best val loss", "port F1", "agreement %", "max diff", "train s"]
-  seed_lines = [[r["variant"], str(r["seed"]), f"{r['macro_f1']:.4f}",
-                 f"{100 * r['accuracy']:.2f}", str(r["epochs_run"]), str(r["best_epoch"]),
-                 f"{r['best_val_loss']:.4f}", f"{r['port_macro_f1']:.4f}",
-                 f"{r['agreement_pct']:.2f}", f"{r['max_abs_diff']:.1e}",
-                 _seconds(r["train_time_s"])] for r in runs]
+    acc = (
+      f"{100 * r['accuracy_mean']:.2f}"
+      if math.isnan(acc_std)
+      else f"{100 * r['accuracy_mean']:.2f} ± {100 * acc_std:.2f}"
+    )
+    lines.append(
+      [
+        r["variant"],
+        r["setting"],
+        str(r["seeds"]),
+        _pm(r["macro_f1_mean"], r["macro_f1_std"]),
+        acc,
+        f"{r['epochs_mean']:.1f} ({r['best_epoch_mean']:.1f})",
+        _seconds(r["train_time_s_mean"]),
+        f"{r['port_macro_f1_mean']:.3f}",
+        f"{r['agreement_pct_min']:.2f}",
+        f"{r['max_abs_diff_max']:.1e}",
+        f"{r['keras_infer_s_mean']:.3f}",
+        f"{r['port_infer_s_mean']:.3f}",
+        f"{r['port_speedup']:.1f}x",
+      ]
+    )
+  parts += [
+    _table(header, lines),
+    "",
+    verdict(rows),
+    "",
+    "![training and validation loss per epoch](loss_curves.png)",
+    "",
+    "<details><summary>Per-seed runs</summary>",
+    "",
+  ]
+  seed_header = [
+    "variant",
+    "seed",
+    "macro F1",
+    "accuracy %",
+    "epochs",
+    "best epoch",
+    "best val loss",
+    "port F1",
+    "agreement %",
+    "max diff",
+    "train s",
+  ]
+  seed_lines = [
+    [
+      r["variant"],
+      str(r["seed"]),
+      f"{r['macro_f1']:.4f}",
+      f"{100 * r['accuracy']:.2f}",
+      str(r["epochs_run"]),
+      str(r["best_epoch"]),
+      f"{r['best_val_loss']:.4f}",
+      f"{r['port_macro_f1']:.4f}",
+      f"{r['agreement_pct']:.2f}",
+      f"{r['max_abs_diff']:.1e}",
+      _seconds(r["train_time_s"]),
+    ]
+    for r in runs
+  ]
   parts += [_table(seed_header, seed_lines), "", "</details>", ""]
   return "\n".join(parts)
 
@@ -293,8 +422,11 @@ def _figure_bytes(title, variants, histories) -> bytes:
     ax.xaxis.get_major_locator().set_params(integer=True)
   axes[0].set_ylabel("sparse categorical cross-entropy")
   axes[1].legend(loc="best", fontsize="small")
-  fig.suptitle(f"{title}: mean over seeds, band = min-max over seeds "
-               "(seeds that stopped early drop out of later epochs)", fontsize="medium")
+  fig.suptitle(
+    f"{title}: mean over seeds, band = min-max over seeds "
+    "(seeds that stopped early drop out of later epochs)",
+    fontsize="medium",
+  )
   fig.tight_layout()
   buffer = io.BytesIO()
   fig.savefig(buffer, format="png", dpi=110)
@@ -307,4 +439,3 @@ def _unlink_quietly(path: str) -> None:
     os.unlink(path)
   except OSError:
     pass
-

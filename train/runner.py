@@ -86,6 +86,7 @@ class Settings:
       jaxnets layers trained by :mod:`train.jax_trainer`; the trained model is
       turned back into Keras with ``port.to_keras`` and checked the same way).
   """
+
   seeds: int = 3
   seed: int = 0
   epochs: int | None = None
@@ -102,9 +103,14 @@ class Settings:
 
   def validate(self) -> None:
     """Raises :class:`ConfigError` naming the first bad value."""
-    positive = {"seeds": self.seeds, "epochs": self.epochs, "batch_size": self.batch_size,
-                "max_train_rows": self.max_train_rows, "max_test_rows": self.max_test_rows,
-                "timing_repeats": self.timing_repeats}
+    positive = {
+      "seeds": self.seeds,
+      "epochs": self.epochs,
+      "batch_size": self.batch_size,
+      "max_train_rows": self.max_train_rows,
+      "max_test_rows": self.max_test_rows,
+      "timing_repeats": self.timing_repeats,
+    }
     for name, value in positive.items():
       if value is not None and int(value) < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value}")
@@ -113,26 +119,32 @@ class Settings:
     if self.patience is not None and self.patience < 0:
       raise ConfigError(f"patience must be >= 0, got {self.patience}")
     if self.monitor is not None and self.monitor not in studies.MONITORS:
-      raise ConfigError(f"monitor must be one of {', '.join(studies.MONITORS)}, got "
-                       f"{self.monitor!r}")
+      raise ConfigError(
+        f"monitor must be one of {', '.join(studies.MONITORS)}, got {self.monitor!r}"
+      )
     if self.trainer not in TRAINERS:
       raise ConfigError(f"trainer must be one of {', '.join(TRAINERS)}, got {self.trainer!r}")
     if self.lang not in data_lib.NUSAX_LANGUAGES:
-      raise ConfigError(f"unknown NusaX language {self.lang!r}; valid: "
-                       f"{', '.join(data_lib.NUSAX_LANGUAGES)}")
+      raise ConfigError(
+        f"unknown NusaX language {self.lang!r}; valid: {', '.join(data_lib.NUSAX_LANGUAGES)}"
+      )
 
   def recipe(self, family: studies.Family) -> studies.Recipe:
     """The family's recipe with this run's overrides applied."""
     base = family.recipe
     return dataclasses.replace(
-        base, epochs=self.epochs or base.epochs,
-        patience=base.patience if self.patience is None else self.patience,
-        batch_size=self.batch_size or base.batch_size, monitor=self.monitor or base.monitor)
+      base,
+      epochs=self.epochs or base.epochs,
+      patience=base.patience if self.patience is None else self.patience,
+      batch_size=self.batch_size or base.batch_size,
+      monitor=self.monitor or base.monitor,
+    )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
   """A family's data, split three ways. Text ``x_*`` are object arrays of str."""
+
   name: str
   x_train: np.ndarray
   y_train: np.ndarray
@@ -148,6 +160,7 @@ class Dataset:
 @dataclasses.dataclass(frozen=True)
 class StudyOutput:
   """What one finished study wrote."""
+
   family: str
   study: str
   directory: pathlib.Path
@@ -156,6 +169,7 @@ class StudyOutput:
 
 
 # ------------------------------------------------------------------------ data
+
 
 def _subsample(x: np.ndarray, y: np.ndarray, limit: int | None):
   if limit is None or len(y) <= limit:
@@ -181,18 +195,32 @@ def load_dataset(family: studies.Family, settings: Settings) -> Dataset:
     d = data_lib.load_cifar10(settings.data_dir, seed=settings.seed)
     splits = (d.x_train, d.y_train, d.x_val, d.y_val, d.x_test, d.y_test)
     identity["split_seed"] = settings.seed
-    source = (f"CIFAR-10 ({d.source.name}, a JPEG q75 re-encoding), stratified 4:1 "
-              f"train/validation split seed {settings.seed}")
+    source = (
+      f"CIFAR-10 ({d.source.name}, a JPEG q75 re-encoding), stratified 4:1 "
+      f"train/validation split seed {settings.seed}"
+    )
   elif family.dataset == "mnist":
     d = data_lib.load_mnist(settings.data_dir, flatten=True)
     split_at = int(math.ceil(len(d.y_train) * (1.0 - MNIST_VALIDATION_SPLIT)))
-    splits = (d.x_train[:split_at], d.y_train[:split_at], d.x_train[split_at:],
-              d.y_train[split_at:], d.x_test, d.y_test)
+    splits = (
+      d.x_train[:split_at],
+      d.y_train[:split_at],
+      d.x_train[split_at:],
+      d.y_train[split_at:],
+      d.x_test,
+      d.y_test,
+    )
     source = f"MNIST ({d.source.name}), the last {MNIST_VALIDATION_SPLIT:.0%} of train validates"
   elif family.dataset == "nusax":
     d = data_lib.load_nusax(settings.lang, settings.data_dir)
-    splits = (d.train_texts, d.train_labels, d.valid_texts, d.valid_labels,
-              d.test_texts, d.test_labels)
+    splits = (
+      d.train_texts,
+      d.train_labels,
+      d.valid_texts,
+      d.valid_labels,
+      d.test_texts,
+      d.test_labels,
+    )
     identity["lang"] = settings.lang
     source = f"NusaX-Senti {settings.lang} (official train/valid/test files)"
   else:
@@ -201,17 +229,30 @@ def load_dataset(family: studies.Family, settings: Settings) -> Dataset:
   x_val, y_val = _subsample(splits[2], splits[3], settings.max_train_rows)
   x_test, y_test = _subsample(splits[4], splits[5], settings.max_test_rows)
   identity.update(max_train_rows=settings.max_train_rows, max_test_rows=settings.max_test_rows)
-  description = (f"{source}: {len(y_train)} train / {len(y_val)} validation / "
-                 f"{len(y_test)} test rows")
-  return Dataset(family.dataset, x_train, y_train, x_val, y_val, x_test, y_test,
-                 d.num_classes, identity, description)
+  description = (
+    f"{source}: {len(y_train)} train / {len(y_val)} validation / {len(y_test)} test rows"
+  )
+  return Dataset(
+    family.dataset,
+    x_train,
+    y_train,
+    x_val,
+    y_val,
+    x_test,
+    y_test,
+    d.num_classes,
+    identity,
+    description,
+  )
 
 
 # -------------------------------------------------------------- one run (seed)
 
+
 @dataclasses.dataclass(frozen=True)
 class Job:
   """One (study, variant, seed) to produce."""
+
   family: studies.Family
   study: studies.Study
   variant: studies.Variant
@@ -224,13 +265,24 @@ class Job:
   run_dir: pathlib.Path
 
 
-def run_key(family: studies.Family, config: dict, recipe: studies.Recipe,
-            dataset: Dataset, seed: int, trainer: str = "keras") -> str:
+def run_key(
+  family: studies.Family,
+  config: dict,
+  recipe: studies.Recipe,
+  dataset: Dataset,
+  seed: int,
+  trainer: str = "keras",
+) -> str:
   """Hash of everything that determines a run's numbers."""
   identity = {
-      "family": family.name, "builder": family.builder, "config": config,
-      "recipe": dataclasses.asdict(recipe), "data": dataset.identity, "seed": seed,
-      "backend": keras.backend.backend()}
+    "family": family.name,
+    "builder": family.builder,
+    "config": config,
+    "recipe": dataclasses.asdict(recipe),
+    "data": dataset.identity,
+    "seed": seed,
+    "backend": keras.backend.backend(),
+  }
   if trainer != "keras":  # (keras runs keep the keys they had before trainers existed)
     identity["trainer"] = trainer
   return studies.config_hash(identity)
@@ -241,10 +293,18 @@ def versions() -> dict[str, str]:
   import jax  # pylint: disable=import-outside-toplevel
   import sklearn  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  return {"python": platform.python_version(), "tensorflow": tf.__version__,
-          "keras": keras.__version__, "keras_backend": keras.backend.backend(),
-          "jax": jax.__version__, "numpy": np.__version__, "sklearn": sklearn.__version__,
-          "cpu_count": str(os.cpu_count()), "machine": platform.machine()}
+
+  return {
+    "python": platform.python_version(),
+    "tensorflow": tf.__version__,
+    "keras": keras.__version__,
+    "keras_backend": keras.backend.backend(),
+    "jax": jax.__version__,
+    "numpy": np.__version__,
+    "sklearn": sklearn.__version__,
+    "cpu_count": str(os.cpu_count()),
+    "machine": platform.machine(),
+  }
 
 
 def _write_json(path: pathlib.Path, payload: Any) -> None:
@@ -262,8 +322,9 @@ def read_result(run_dir: pathlib.Path) -> dict | None:
 
 def _build_model(family: studies.Family, config: dict, dataset: Dataset):
   if family.builder == "build_text":
-    vectorizer = models.make_vectorizer(dataset.x_train, max_tokens=config["max_tokens"],
-                                        sequence_length=config["sequence_length"])
+    vectorizer = models.make_vectorizer(
+      dataset.x_train, max_tokens=config["max_tokens"], sequence_length=config["sequence_length"]
+    )
     return models.build_text(vectorizer, num_classes=dataset.num_classes, **config)
   builder = getattr(models, family.builder)
   return builder(num_classes=dataset.num_classes, **config)
@@ -298,24 +359,35 @@ def train_and_check(job: Job, dataset: Dataset, settings: Settings) -> dict:
   test = port_check(model, run_dir / MODEL_FILE, dataset, settings.timing_repeats)
   test_failed = test.pop("failure", None)
   record = {
-      "family": job.family.name, "study": job.study.name, "variant": job.variant.name,
-      "seed": job.seed, "run_key": job.run_key, "config": job.config,
-      "recipe": dataclasses.asdict(job.recipe), "data": dataset.description,
-      "train": {"epochs_run": len(val_loss), "best_epoch": best_epoch,
-                "best_val_loss": float(val_loss[best_epoch - 1]),
-                "stopped_early": len(val_loss) < job.recipe.epochs,
-                "train_time_s": train_time,
-                "mean_epoch_s": float(np.mean(epoch_times)) if epoch_times else math.nan,
-                "trainer": settings.trainer},
-      "test": test, "versions": versions(),
-      "wall_time_s": time.perf_counter() - started,
-      "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-      "reused_from": None,
+    "family": job.family.name,
+    "study": job.study.name,
+    "variant": job.variant.name,
+    "seed": job.seed,
+    "run_key": job.run_key,
+    "config": job.config,
+    "recipe": dataclasses.asdict(job.recipe),
+    "data": dataset.description,
+    "train": {
+      "epochs_run": len(val_loss),
+      "best_epoch": best_epoch,
+      "best_val_loss": float(val_loss[best_epoch - 1]),
+      "stopped_early": len(val_loss) < job.recipe.epochs,
+      "train_time_s": train_time,
+      "mean_epoch_s": float(np.mean(epoch_times)) if epoch_times else math.nan,
+      "trainer": settings.trainer,
+    },
+    "test": test,
+    "versions": versions(),
+    "wall_time_s": time.perf_counter() - started,
+    "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    "reused_from": None,
   }
   if test_failed:
     _write_json(run_dir / PORT_FAILURE_FILE, record)
-    raise PortMismatchError(f"{job.family.name}/{job.study.name}/{job.variant.name} seed "
-                            f"{job.seed}: {test_failed} (details in {run_dir / PORT_FAILURE_FILE})")
+    raise PortMismatchError(
+      f"{job.family.name}/{job.study.name}/{job.variant.name} seed "
+      f"{job.seed}: {test_failed} (details in {run_dir / PORT_FAILURE_FILE})"
+    )
   _write_json(run_dir / RESULT_FILE, record)
   if settings.trainer == "jax":
     shutil.rmtree(_checkpoint_dir(job), ignore_errors=True)
@@ -324,24 +396,32 @@ def train_and_check(job: Job, dataset: Dataset, settings: Settings) -> dict:
 
 def _fit_keras(job: Job, dataset: Dataset, settings: Settings):
   """Keras ``fit`` with EarlyStopping (restore best); returns the trained model."""
-  model = models.compile_model(_build_model(job.family, job.config, dataset),
-                               job.recipe.learning_rate)
-  stopper = keras.callbacks.EarlyStopping(monitor=job.recipe.monitor,
-                                          patience=job.recipe.patience,
-                                          restore_best_weights=True)
+  model = models.compile_model(
+    _build_model(job.family, job.config, dataset), job.recipe.learning_rate
+  )
+  stopper = keras.callbacks.EarlyStopping(
+    monitor=job.recipe.monitor, patience=job.recipe.patience, restore_best_weights=True
+  )
   timer = EpochTimer()
   fit_start = time.perf_counter()
-  history = model.fit(dataset.x_train, dataset.y_train,
-                      validation_data=(dataset.x_val, dataset.y_val),
-                      epochs=job.recipe.epochs, batch_size=job.recipe.batch_size,
-                      shuffle=True, verbose=settings.verbose, callbacks=[stopper, timer])
+  history = model.fit(
+    dataset.x_train,
+    dataset.y_train,
+    validation_data=(dataset.x_val, dataset.y_val),
+    epochs=job.recipe.epochs,
+    batch_size=job.recipe.batch_size,
+    shuffle=True,
+    verbose=settings.verbose,
+    callbacks=[stopper, timer],
+  )
   train_time = time.perf_counter() - fit_start
   curves = {k: [float(v) for v in vals] for k, vals in history.history.items()}
   curves["epoch_time_s"] = timer.times
   # The epoch restore_best_weights restored: the first best value of the monitor.
   watched = np.asarray(curves[job.recipe.monitor])
-  best_epoch = 1 + int(np.argmin(watched) if job.recipe.monitor.endswith("loss")
-                       else np.argmax(watched))
+  best_epoch = 1 + int(
+    np.argmin(watched) if job.recipe.monitor.endswith("loss") else np.argmax(watched)
+  )
   return model, curves, train_time, timer.times, best_epoch
 
 
@@ -365,26 +445,43 @@ def _fit_jax(job: Job, dataset: Dataset, settings: Settings):
 
   architecture = port.load(_build_model(job.family, job.config, dataset))
   config = jax_trainer.TrainConfig(
-      optimizer="adam", learning_rate=job.recipe.learning_rate,
-      batch_size=job.recipe.batch_size, epochs=job.recipe.epochs,
-      patience=job.recipe.patience, monitor=job.recipe.monitor, seed=job.seed)
+    optimizer="adam",
+    learning_rate=job.recipe.learning_rate,
+    batch_size=job.recipe.batch_size,
+    epochs=job.recipe.epochs,
+    patience=job.recipe.patience,
+    monitor=job.recipe.monitor,
+    seed=job.seed,
+  )
   log = (lambda line: print(line, flush=True)) if settings.verbose else (lambda line: None)
   fit_start = time.perf_counter()
-  result = jax_trainer.fit(architecture, dataset.x_train, dataset.y_train, dataset.x_val,
-                           dataset.y_val, config, checkpoint_dir=str(_checkpoint_dir(job)),
-                           log=log)
+  result = jax_trainer.fit(
+    architecture,
+    dataset.x_train,
+    dataset.y_train,
+    dataset.x_val,
+    dataset.y_val,
+    config,
+    checkpoint_dir=str(_checkpoint_dir(job)),
+    log=log,
+  )
   train_time = time.perf_counter() - fit_start
-  trained = jaxnets.Model(architecture.layers, result.params,
-                          input_shape=architecture.input_shape,
-                          input_dtype=architecture.input_dtype,
-                          preprocessor=architecture.preprocessor, name=architecture.name)
+  trained = jaxnets.Model(
+    architecture.layers,
+    result.params,
+    input_shape=architecture.input_shape,
+    input_dtype=architecture.input_dtype,
+    preprocessor=architecture.preprocessor,
+    name=architecture.name,
+  )
   curves = {k: [float(v) for v in vals] for k, vals in result.history.items()}
   curves["epoch_time_s"] = list(result.epoch_times)
   return port.to_keras(trained), curves, train_time, result.epoch_times, result.best_epoch
 
 
-def _interleaved_medians(systems: dict[str, Callable[[], object]], repeats: int
-                         ) -> dict[str, float]:
+def _interleaved_medians(
+  systems: dict[str, Callable[[], object]], repeats: int
+) -> dict[str, float]:
   """Median seconds of each function over ``repeats`` rounds run in turn (A B A
   B ...) after one warm-up round, so that drifts in machine load hit all alike.
   (``bench/timing.py`` is the benchmark's fuller version, with per-round ratios.)"""
@@ -399,8 +496,7 @@ def _interleaved_medians(systems: dict[str, Callable[[], object]], repeats: int
   return {name: float(statistics.median(t)) for name, t in times.items()}
 
 
-def port_check(keras_model, model_path: pathlib.Path, dataset: Dataset,
-               repeats: int = 3) -> dict:
+def port_check(keras_model, model_path: pathlib.Path, dataset: Dataset, repeats: int = 3) -> dict:
   """Ports the saved model and compares it with Keras on the whole test set.
 
   Both predict ``dataset.x_test`` (raw strings for text models) in batches of
@@ -413,12 +509,12 @@ def port_check(keras_model, model_path: pathlib.Path, dataset: Dataset,
   outputs = {}
 
   def keras_predict():
-    outputs.setdefault("keras", keras_model.predict(dataset.x_test, batch_size=PREDICT_BATCH,
-                                                    verbose=0))
+    outputs.setdefault(
+      "keras", keras_model.predict(dataset.x_test, batch_size=PREDICT_BATCH, verbose=0)
+    )
 
   def port_predict():
-    outputs.setdefault("port", np.asarray(ported.predict(dataset.x_test,
-                                                         batch_size=PREDICT_BATCH)))
+    outputs.setdefault("port", np.asarray(ported.predict(dataset.x_test, batch_size=PREDICT_BATCH)))
 
   seconds = _interleaved_medians({"keras": keras_predict, "port": port_predict}, repeats)
   keras_probs, port_probs = np.asarray(outputs["keras"]), outputs["port"]
@@ -430,21 +526,26 @@ def port_check(keras_model, model_path: pathlib.Path, dataset: Dataset,
     return float(f1_score(y, pred, average="macro", labels=labels, zero_division=0))
 
   result = {
-      "rows": int(len(y)),
-      "keras_macro_f1": f1(keras_pred), "keras_accuracy": float(np.mean(keras_pred == y)),
-      "port_macro_f1": f1(port_pred), "port_accuracy": float(np.mean(port_pred == y)),
-      "agreement_pct": float(100.0 * np.mean(keras_pred == port_pred)),
-      "max_abs_diff": float(np.max(np.abs(keras_probs - port_probs))),
-      "keras_infer_s": seconds["keras"],
-      "port_infer_s": seconds["port"],
+    "rows": int(len(y)),
+    "keras_macro_f1": f1(keras_pred),
+    "keras_accuracy": float(np.mean(keras_pred == y)),
+    "port_macro_f1": f1(port_pred),
+    "port_accuracy": float(np.mean(port_pred == y)),
+    "agreement_pct": float(100.0 * np.mean(keras_pred == port_pred)),
+    "max_abs_diff": float(np.max(np.abs(keras_probs - port_probs))),
+    "keras_infer_s": seconds["keras"],
+    "port_infer_s": seconds["port"],
   }
   problems = []
   if result["agreement_pct"] < 100.0:
-    problems.append(f"port predictions agree with Keras on only {result['agreement_pct']:.2f}% "
-                    f"of {len(y)} test rows")
+    problems.append(
+      f"port predictions agree with Keras on only {result['agreement_pct']:.2f}% "
+      f"of {len(y)} test rows"
+    )
   if not result["max_abs_diff"] <= MAX_ABS_DIFF:
-    problems.append(f"max abs probability difference {result['max_abs_diff']:.3g} > "
-                    f"{MAX_ABS_DIFF:g}")
+    problems.append(
+      f"max abs probability difference {result['max_abs_diff']:.3g} > {MAX_ABS_DIFF:g}"
+    )
   if problems:
     result["failure"] = "; ".join(problems)
   return result
@@ -457,8 +558,11 @@ def _reuse(job: Job, source_dir: pathlib.Path, workdir: pathlib.Path) -> dict:
     shutil.rmtree(tmp)
   shutil.copytree(source_dir, tmp, ignore=shutil.ignore_patterns(".tmp*"))
   record = read_result(tmp)
-  record.update(study=job.study.name, variant=job.variant.name,
-                reused_from=os.fspath(source_dir.relative_to(workdir)))
+  record.update(
+    study=job.study.name,
+    variant=job.variant.name,
+    reused_from=os.fspath(source_dir.relative_to(workdir)),
+  )
   _write_json(tmp / RESULT_FILE, record)
   if job.run_dir.exists():
     shutil.rmtree(job.run_dir)
@@ -482,6 +586,7 @@ class EpochTimer(keras.callbacks.Callback):
 
 # ----------------------------------------------------------------- the studies
 
+
 def _clock(seconds: float) -> str:
   seconds = int(round(seconds))
   h, rest = divmod(seconds, 3600)
@@ -503,22 +608,28 @@ class _Progress:
     return f"ETA {_clock(remaining * sum(self.durations) / len(self.durations))}"
 
   def prefix(self, job: Job) -> str:
-    return (f"[{job.family.name}/{job.study.name}] [variant {job.variant_index + 1}/"
-            f"{len(job.study.variants)} {job.variant.name!r}, seed {job.seed_index + 1}/"
-            f"{self.seeds} (seed={job.seed})]")
+    return (
+      f"[{job.family.name}/{job.study.name}] [variant {job.variant_index + 1}/"
+      f"{len(job.study.variants)} {job.variant.name!r}, seed {job.seed_index + 1}/"
+      f"{self.seeds} (seed={job.seed})]"
+    )
 
   def training(self, job: Job) -> None:
-    self.log(f"{self.prefix(job)} training: run {self.trained + 1} of {self.to_train} to "
-             f"train, elapsed {_clock(time.perf_counter() - self.start)}, {self.eta()}")
+    self.log(
+      f"{self.prefix(job)} training: run {self.trained + 1} of {self.to_train} to "
+      f"train, elapsed {_clock(time.perf_counter() - self.start)}, {self.eta()}"
+    )
 
   def finished(self, job: Job, record: dict, seconds: float) -> None:
     self.trained += 1
     self.durations.append(seconds)
     t = record["test"]
-    self.log(f"{self.prefix(job)} done in {_clock(seconds)}: macro F1 "
-             f"{t['keras_macro_f1']:.4f} (port {t['port_macro_f1']:.4f}, agreement "
-             f"{t['agreement_pct']:.2f}%, max diff {t['max_abs_diff']:.1e}), "
-             f"{record['train']['epochs_run']} epochs; {self.eta()}")
+    self.log(
+      f"{self.prefix(job)} done in {_clock(seconds)}: macro F1 "
+      f"{t['keras_macro_f1']:.4f} (port {t['port_macro_f1']:.4f}, agreement "
+      f"{t['agreement_pct']:.2f}%, max diff {t['max_abs_diff']:.1e}), "
+      f"{record['train']['epochs_run']} epochs; {self.eta()}"
+    )
 
 
 def _jobs(family, study, settings, dataset, workdir) -> list[Job]:
@@ -528,9 +639,20 @@ def _jobs(family, study, settings, dataset, workdir) -> list[Job]:
     config = family.config(variant)
     for si in range(settings.seeds):
       seed = settings.seed + si
-      jobs.append(Job(family, study, variant, vi, si, seed, config, recipe,
-                      run_key(family, config, recipe, dataset, seed, settings.trainer),
-                      workdir / family.name / study.name / variant.name / f"seed{seed}"))
+      jobs.append(
+        Job(
+          family,
+          study,
+          variant,
+          vi,
+          si,
+          seed,
+          config,
+          recipe,
+          run_key(family, config, recipe, dataset, seed, settings.trainer),
+          workdir / family.name / study.name / variant.name / f"seed{seed}",
+        )
+      )
   return jobs
 
 
@@ -551,19 +673,25 @@ def _study_settings(family, study, settings, dataset, recipe, records) -> dict[s
   reused = sum(1 for r in records if r.get("reused_from"))
   vers = records[0]["versions"] if records else versions()
   return {
-      "family": f"{family.title}, builder `train.models.{family.builder}`",
-      "base config": f"`{base}`",
-      "recipe": (f"Adam (lr {recipe.learning_rate:g}), sparse categorical cross-entropy, "
-                 f"batch {recipe.batch_size}, at most {recipe.epochs} epochs, "
-                 f"EarlyStopping({recipe.monitor}, patience {recipe.patience}, restore best "
-                 "weights)"),
-      "data": dataset.description,
-      "seeds": f"{len(seeds)} ({', '.join(map(str, seeds))})",
-      "compute time": (f"{_clock(compute)} (sum of the runs trained for this study, training "
-                       f"+ port check; {reused} run(s) reused from another study of the family)"),
-      "versions": ", ".join(f"{k} {v}" for k, v in vers.items()),
-      "command": (f"`python -m train --family={family.name} --study={study.name} "
-                  f"--seeds={settings.seeds}{_extra_flags(family, settings)}`"),
+    "family": f"{family.title}, builder `train.models.{family.builder}`",
+    "base config": f"`{base}`",
+    "recipe": (
+      f"Adam (lr {recipe.learning_rate:g}), sparse categorical cross-entropy, "
+      f"batch {recipe.batch_size}, at most {recipe.epochs} epochs, "
+      f"EarlyStopping({recipe.monitor}, patience {recipe.patience}, restore best "
+      "weights)"
+    ),
+    "data": dataset.description,
+    "seeds": f"{len(seeds)} ({', '.join(map(str, seeds))})",
+    "compute time": (
+      f"{_clock(compute)} (sum of the runs trained for this study, training "
+      f"+ port check; {reused} run(s) reused from another study of the family)"
+    ),
+    "versions": ", ".join(f"{k} {v}" for k, v in vers.items()),
+    "command": (
+      f"`python -m train --family={family.name} --study={study.name} "
+      f"--seeds={settings.seeds}{_extra_flags(family, settings)}`"
+    ),
   }
 
 
@@ -571,8 +699,7 @@ def _extra_flags(family, settings) -> str:
   flags = []
   if settings.seed:
     flags.append(f"--seed={settings.seed}")
-  for name in ("epochs", "patience", "batch_size", "monitor", "max_train_rows",
-               "max_test_rows"):
+  for name in ("epochs", "patience", "batch_size", "monitor", "max_train_rows", "max_test_rows"):
     value = getattr(settings, name)
     if value is not None:
       flags.append(f"--{name}={value}")
@@ -595,15 +722,26 @@ def _write_report(family, study, settings, dataset, jobs, records, partial) -> d
     setting = ", ".join(f"{k}={v}" for k, v in variant.overrides.items()) or "base config"
     variants.append((variant.name, setting))
   return report.write_study(
-      jobs[0].run_dir.parent.parent, title=f"{family.title}: {study.name} study",
-      varies=study.varies, variants=variants, records=records, histories=histories,
-      settings=_study_settings(family, study, settings, dataset, jobs[0].recipe, records),
-      partial=partial)
+    jobs[0].run_dir.parent.parent,
+    title=f"{family.title}: {study.name} study",
+    varies=study.varies,
+    variants=variants,
+    records=records,
+    histories=histories,
+    settings=_study_settings(family, study, settings, dataset, jobs[0].recipe, records),
+    partial=partial,
+  )
 
 
-def run(family_name: str, study_name: str, workdir: os.PathLike,
-        settings: Settings = Settings(), *, export_dir: os.PathLike | None = None,
-        log: Callable[[str], None] = lambda s: print(s, flush=True)) -> list[StudyOutput]:
+def run(
+  family_name: str,
+  study_name: str,
+  workdir: os.PathLike,
+  settings: Settings = Settings(),
+  *,
+  export_dir: os.PathLike | None = None,
+  log: Callable[[str], None] = lambda s: print(s, flush=True),
+) -> list[StudyOutput]:
   """Runs a study (or ``"all"`` studies of a family, or of every family).
 
   Args:
@@ -637,10 +775,13 @@ def run(family_name: str, study_name: str, workdir: os.PathLike,
 
   backend = keras.backend.backend()
   if backend != "tensorflow" and any(f.dataset == "nusax" for f, _ in pairs):
-    raise ConfigError(f"the text families need KERAS_BACKEND=tensorflow (TextVectorization "
-                     f"on string tensors); the backend is {backend!r}")
+    raise ConfigError(
+      f"the text families need KERAS_BACKEND=tensorflow (TextVectorization "
+      f"on string tensors); the backend is {backend!r}"
+    )
   if backend == "tensorflow":
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
     tf.config.experimental.enable_op_determinism()
 
   datasets: dict[str, Dataset] = {}
@@ -660,18 +801,24 @@ def run(family_name: str, study_name: str, workdir: os.PathLike,
       record = read_result(job.run_dir)
       if record is not None and record.get("run_key") != job.run_key:
         raise SettingsMismatchError(
-            f"{job.run_dir} holds a finished run made with other settings (run key "
-            f"{record.get('run_key')} != {job.run_key}; e.g. a different --epochs, "
-            f"--batch_size, --max_train_rows or --lang). Use another --workdir, or delete "
-            "that directory to retrain it.")
-      if record is None and job.run_key not in indexes[family.name] \
-          and job.run_key not in planned_keys:
+          f"{job.run_dir} holds a finished run made with other settings (run key "
+          f"{record.get('run_key')} != {job.run_key}; e.g. a different --epochs, "
+          f"--batch_size, --max_train_rows or --lang). Use another --workdir, or delete "
+          "that directory to retrain it."
+        )
+      if (
+        record is None
+        and job.run_key not in indexes[family.name]
+        and job.run_key not in planned_keys
+      ):
         to_train += 1
         planned_keys.add(job.run_key)
   progress = _Progress(to_train, settings.seeds, log)
-  log(f"{sum(len(j) for _, _, j in plan)} runs in {len(plan)} stud"
-      f"{'y' if len(plan) == 1 else 'ies'}; {to_train} to train, the rest done already or "
-      f"shared between studies. Work directory: {workdir}")
+  log(
+    f"{sum(len(j) for _, _, j in plan)} runs in {len(plan)} stud"
+    f"{'y' if len(plan) == 1 else 'ies'}; {to_train} to train, the rest done already or "
+    f"shared between studies. Work directory: {workdir}"
+  )
 
   outputs = []
   for family, study, jobs in plan:
@@ -700,8 +847,9 @@ def run(family_name: str, study_name: str, workdir: os.PathLike,
       for path in paths.values():
         report.atomic_write(target / path.name, path.read_bytes())
     log(f"[{family.name}/{study.name}] {report.verdict(rows)}")
-    log(f"[{family.name}/{study.name}] results: {paths['md']} (table), {paths['csv']}, "
-        f"{paths['png']} (loss curves)")
+    log(
+      f"[{family.name}/{study.name}] results: {paths['md']} (table), {paths['csv']}, "
+      f"{paths['png']} (loss curves)"
+    )
     outputs.append(StudyOutput(family.name, study.name, paths["md"].parent, paths, rows))
   return outputs
-

@@ -31,6 +31,7 @@ class Recipe:
     monitor: the validation metric EarlyStopping watches and whose best epoch's
       weights are restored: ``"val_loss"`` (lowest) or ``"val_accuracy"`` (highest).
   """
+
   epochs: int
   patience: int
   batch_size: int
@@ -41,6 +42,7 @@ class Recipe:
 @dataclasses.dataclass(frozen=True)
 class Variant:
   """One setting of a study: a short directory-safe name and its overrides."""
+
   name: str
   overrides: Mapping[str, Any]
 
@@ -48,6 +50,7 @@ class Variant:
 @dataclasses.dataclass(frozen=True)
 class Study:
   """A study: which base-config key(s) it varies and the variants it compares."""
+
   name: str
   varies: str  # human description of the one thing that changes
   variants: tuple[Variant, ...]
@@ -66,6 +69,7 @@ class Family:
     recipe: the default training recipe.
     studies: the family's studies, in the order ``--study=all`` runs them.
   """
+
   name: str
   title: str
   dataset: str
@@ -101,61 +105,105 @@ def _v(name: str, **overrides) -> Variant:
 # + Dropout 0.5, softmax. Depth variants keep doubling the filters so the only
 # change is how many conv layers there are.
 CNN = Family(
-    name="cnn", title="CNN (CIFAR-10)", dataset="cifar10", builder="build_cnn",
-    base=dict(filters=(32, 64, 128), kernel_sizes=(3, 3, 3), pooling="max",
-              head="flatten", dense_units=128, dropout=0.5),
-    recipe=Recipe(epochs=15, patience=3, batch_size=64),
-    studies=(
-        Study("conv_layers", "number of conv layers (filters keep doubling from 32, 3x3 kernels)", (
-            _v("2-conv", filters=(32, 64), kernel_sizes=(3, 3)),
-            _v("3-conv"),
-            _v("4-conv", filters=(32, 64, 128, 256), kernel_sizes=(3, 3, 3, 3)),
-        )),
-        Study("filters", "filters per conv layer", (
-            _v("16-32-64", filters=(16, 32, 64)),
-            _v("32-64-128"),
-            _v("64-128-256", filters=(64, 128, 256)),
-        )),
-        Study("kernels", "kernel size per conv layer", (
-            _v("3-3-3"),
-            _v("5-5-5", kernel_sizes=(5, 5, 5)),
-            _v("3-5-7", kernel_sizes=(3, 5, 7)),
-        )),
-        Study("pooling", "pooling type after each conv layer", (
-            _v("max"),
-            _v("avg", pooling="avg"),
-        )),
-        # Nothing varies: the base config alone, for its seed-to-seed spread and
-        # for comparing the two trainers (--trainer) without training every
-        # variant. Its runs are the same runs as the studies' base variants.
-        Study("base", "nothing (the base config alone)", (_v("32-64-128"),)),
-    ))
+  name="cnn",
+  title="CNN (CIFAR-10)",
+  dataset="cifar10",
+  builder="build_cnn",
+  base=dict(
+    filters=(32, 64, 128),
+    kernel_sizes=(3, 3, 3),
+    pooling="max",
+    head="flatten",
+    dense_units=128,
+    dropout=0.5,
+  ),
+  recipe=Recipe(epochs=15, patience=3, batch_size=64),
+  studies=(
+    Study(
+      "conv_layers",
+      "number of conv layers (filters keep doubling from 32, 3x3 kernels)",
+      (
+        _v("2-conv", filters=(32, 64), kernel_sizes=(3, 3)),
+        _v("3-conv"),
+        _v("4-conv", filters=(32, 64, 128, 256), kernel_sizes=(3, 3, 3, 3)),
+      ),
+    ),
+    Study(
+      "filters",
+      "filters per conv layer",
+      (
+        _v("16-32-64", filters=(16, 32, 64)),
+        _v("32-64-128"),
+        _v("64-128-256", filters=(64, 128, 256)),
+      ),
+    ),
+    Study(
+      "kernels",
+      "kernel size per conv layer",
+      (
+        _v("3-3-3"),
+        _v("5-5-5", kernel_sizes=(5, 5, 5)),
+        _v("3-5-7", kernel_sizes=(3, 5, 7)),
+      ),
+    ),
+    Study(
+      "pooling",
+      "pooling type after each conv layer",
+      (
+        _v("max"),
+        _v("avg", pooling="avg"),
+      ),
+    ),
+    # Nothing varies: the base config alone, for its seed-to-seed spread and
+    # for comparing the two trainers (--trainer) without training every
+    # variant. Its runs are the same runs as the studies' base variants.
+    Study("base", "nothing (the base config alone)", (_v("32-64-128"),)),
+  ),
+)
 
 
 # ------------------------------------------------------------ SimpleRNN / LSTM
 # TextVectorization (vocabulary adapted on the training texts) -> Embedding 64
 # (mask_zero) -> recurrent layer(s) -> Dropout 0.5 -> Dense softmax. Base: one
 # bidirectional layer of 64 cells; each study changes one of those three.
-_TEXT_BASE = dict(max_tokens=10000, sequence_length=64, embedding_dim=64,
-                  units=(64,), bidirectional=True, dropout=0.5)
+_TEXT_BASE = dict(
+  max_tokens=10000,
+  sequence_length=64,
+  embedding_dim=64,
+  units=(64,),
+  bidirectional=True,
+  dropout=0.5,
+)
 
 
 def _text_studies() -> tuple[Study, ...]:
   return (
-      Study("layers", "number of recurrent layers (64 cells each, bidirectional)", (
-          _v("1-layer"),
-          _v("2-layers", units=(64, 64)),
-          _v("3-layers", units=(64, 64, 64)),
-      )),
-      Study("cells", "cells per recurrent layer (one bidirectional layer)", (
-          _v("32-cells", units=(32,)),
-          _v("64-cells"),
-          _v("128-cells", units=(128,)),
-      )),
-      Study("direction", "direction (one layer of 64 cells)", (
-          _v("unidirectional", bidirectional=False),
-          _v("bidirectional"),
-      )),
+    Study(
+      "layers",
+      "number of recurrent layers (64 cells each, bidirectional)",
+      (
+        _v("1-layer"),
+        _v("2-layers", units=(64, 64)),
+        _v("3-layers", units=(64, 64, 64)),
+      ),
+    ),
+    Study(
+      "cells",
+      "cells per recurrent layer (one bidirectional layer)",
+      (
+        _v("32-cells", units=(32,)),
+        _v("64-cells"),
+        _v("128-cells", units=(128,)),
+      ),
+    ),
+    Study(
+      "direction",
+      "direction (one layer of 64 cells)",
+      (
+        _v("unidirectional", bidirectional=False),
+        _v("bidirectional"),
+      ),
+    ),
   )
 
 
@@ -166,12 +214,24 @@ def _text_studies() -> tuple[Study, ...]:
 _TEXT_RECIPE = Recipe(epochs=30, patience=5, batch_size=32, monitor="val_accuracy")
 
 RNN = Family(
-    name="rnn", title="SimpleRNN (NusaX-Senti)", dataset="nusax", builder="build_text",
-    base=dict(_TEXT_BASE, cell="simple_rnn"), recipe=_TEXT_RECIPE, studies=_text_studies())
+  name="rnn",
+  title="SimpleRNN (NusaX-Senti)",
+  dataset="nusax",
+  builder="build_text",
+  base=dict(_TEXT_BASE, cell="simple_rnn"),
+  recipe=_TEXT_RECIPE,
+  studies=_text_studies(),
+)
 
 LSTM = Family(
-    name="lstm", title="LSTM (NusaX-Senti)", dataset="nusax", builder="build_text",
-    base=dict(_TEXT_BASE, cell="lstm"), recipe=_TEXT_RECIPE, studies=_text_studies())
+  name="lstm",
+  title="LSTM (NusaX-Senti)",
+  dataset="nusax",
+  builder="build_text",
+  base=dict(_TEXT_BASE, cell="lstm"),
+  recipe=_TEXT_RECIPE,
+  studies=_text_studies(),
+)
 
 
 # ------------------------------------------------------------------------- MLP
@@ -179,10 +239,14 @@ LSTM = Family(
 # the last 20% of the training set for validation, batch 128, <= 50 epochs,
 # EarlyStopping(val_loss, patience 5, restore best weights).
 MLP = Family(
-    name="mlp", title="MLP (MNIST)", dataset="mnist", builder="build_mlp",
-    base=dict(hidden_units=(256, 128), dropout=0.3),
-    recipe=Recipe(epochs=50, patience=5, batch_size=128),
-    studies=(Study("recipe", "nothing (seed 000's Keras recipe)", (_v("256-128"),)),))
+  name="mlp",
+  title="MLP (MNIST)",
+  dataset="mnist",
+  builder="build_mlp",
+  base=dict(hidden_units=(256, 128), dropout=0.3),
+  recipe=Recipe(epochs=50, patience=5, batch_size=128),
+  studies=(Study("recipe", "nothing (seed 000's Keras recipe)", (_v("256-128"),)),),
+)
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (CNN, RNN, LSTM, MLP)}
@@ -191,8 +255,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (CNN, RNN, LSTM, MLP)}
 def family(name: str) -> Family:
   """The family called ``name``; ``ValueError`` listing the valid names otherwise."""
   if name not in FAMILIES:
-    raise ValueError(f"unknown family {name!r}; valid families: {', '.join(FAMILIES)}"
-                     f" (or {ALL!r})")
+    raise ValueError(f"unknown family {name!r}; valid families: {', '.join(FAMILIES)} (or {ALL!r})")
   return FAMILIES[name]
 
 
@@ -205,15 +268,19 @@ def resolve(family_name: str, study_name: str) -> list[tuple[Family, Study]]:
   """
   if family_name == ALL:
     if study_name != ALL:
-      raise ValueError(f"--family=all runs every study of every family; it takes only "
-                       f"--study=all, got --study={study_name!r}")
+      raise ValueError(
+        f"--family=all runs every study of every family; it takes only "
+        f"--study=all, got --study={study_name!r}"
+      )
     return [(f, s) for f in FAMILIES.values() for s in f.studies]
   fam = family(family_name)
   if study_name == ALL:
     return [(fam, s) for s in fam.studies]
   if study_name not in fam.study_names:
-    raise ValueError(f"unknown study {study_name!r} for family {fam.name!r}; valid "
-                     f"studies: {', '.join(fam.study_names)} (or {ALL!r})")
+    raise ValueError(
+      f"unknown study {study_name!r} for family {fam.name!r}; valid "
+      f"studies: {', '.join(fam.study_names)} (or {ALL!r})"
+    )
   return [(fam, fam.study(study_name))]
 
 

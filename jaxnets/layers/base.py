@@ -36,8 +36,10 @@ def register(cls):
   """
   bound = _REGISTRY.get(cls.__name__)
   if bound is not None and bound is not cls:
-    raise ValueError(f"jaxnets layer class name {cls.__name__!r} is already registered "
-                     f"to {bound.__module__}.{bound.__qualname__}")
+    raise ValueError(
+      f"jaxnets layer class name {cls.__name__!r} is already registered "
+      f"to {bound.__module__}.{bound.__qualname__}"
+    )
   _REGISTRY[cls.__name__] = cls
   return cls
 
@@ -49,8 +51,7 @@ def registered_classes() -> tuple[type, ...]:
 
 def layer_class(name: str) -> type["Layer"]:
   if name not in _REGISTRY:
-    raise ValueError(
-        f"unknown jaxnets layer class {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+    raise ValueError(f"unknown jaxnets layer class {name!r}; known: {', '.join(sorted(_REGISTRY))}")
   return _REGISTRY[name]
 
 
@@ -67,8 +68,15 @@ class Layer:
   # model uses this to cut padded text batches to their longest real sequence.
   trailing_padding_safe: ClassVar[bool] = False
 
-  def apply(self, params: Params, x: jax.Array, mask: jax.Array | None = None, *,
-            training: bool = False, rng: jax.Array | None = None):
+  def apply(
+    self,
+    params: Params,
+    x: jax.Array,
+    mask: jax.Array | None = None,
+    *,
+    training: bool = False,
+    rng: jax.Array | None = None,
+  ):
     raise NotImplementedError
 
   def init(self, rng: jax.Array, input_shape: tuple[int, ...]) -> Params:

@@ -19,8 +19,10 @@ from port.converters import core as core_converters
 def _data_format(cfg: registry.ConfigReader) -> None:
   value = cfg.get("data_format", "channels_last")
   if value not in (None, "channels_last"):
-    raise cfg.error(f"option data_format={value!r} is not supported: jaxnets layers are "
-                    "channels_last (NHWC); rebuild the model with data_format='channels_last'")
+    raise cfg.error(
+      f"option data_format={value!r} is not supported: jaxnets layers are "
+      "channels_last (NHWC); rebuild the model with data_format='channels_last'"
+    )
 
 
 def _int_tuple(cfg: registry.ConfigReader, key: str, rank: int, default=None) -> tuple[int, ...]:
@@ -51,10 +53,19 @@ def _conv(cfg: registry.ConfigReader, layer_class, rank: int):
   groups = int(cfg.get("groups", 1))
   if groups < 1 or filters % groups:
     raise cfg.error(f"option groups={groups!r} must divide filters={filters}")
-  return [layer_class(name=cfg.layer_name, filters=filters, kernel_size=kernel_size,
-                      strides=strides, padding=padding, dilation_rate=dilation_rate,
-                      groups=groups, activation=core_converters.activation_name(cfg),
-                      use_bias=bool(cfg.get("use_bias", True)))]
+  return [
+    layer_class(
+      name=cfg.layer_name,
+      filters=filters,
+      kernel_size=kernel_size,
+      strides=strides,
+      padding=padding,
+      dilation_rate=dilation_rate,
+      groups=groups,
+      activation=core_converters.activation_name(cfg),
+      use_bias=bool(cfg.get("use_bias", True)),
+    )
+  ]
 
 
 def conv1d(cfg):
@@ -72,8 +83,14 @@ def _pooling(cfg: registry.ConfigReader, layer_class):
   pool_size = _int_tuple(cfg, "pool_size", rank)
   strides = cfg.get("strides")
   strides = pool_size if strides is None else _int_tuple(cfg, "strides", rank)
-  return [layer_class(name=cfg.layer_name, pool_size=pool_size, strides=strides,
-                      padding=cfg.expect("padding", "valid", "same"))]
+  return [
+    layer_class(
+      name=cfg.layer_name,
+      pool_size=pool_size,
+      strides=strides,
+      padding=cfg.expect("padding", "valid", "same"),
+    )
+  ]
 
 
 def max_pooling1d(cfg):
@@ -135,17 +152,24 @@ def batch_normalization(cfg):
   # Synchronised statistics only change training-time batch moments; the
   # inference form uses the moving statistics either way.
   cfg.ignore("synchronized")
-  return [normalization.BatchNormalization(
-      name=cfg.layer_name, axis=int(axis), epsilon=float(cfg.get("epsilon", 1e-3)),
-      center=bool(cfg.get("center", True)), scale=bool(cfg.get("scale", True)))]
+  return [
+    normalization.BatchNormalization(
+      name=cfg.layer_name,
+      axis=int(axis),
+      epsilon=float(cfg.get("epsilon", 1e-3)),
+      center=bool(cfg.get("center", True)),
+      scale=bool(cfg.get("scale", True)),
+    )
+  ]
 
 
 # ------------------------------------------------------------------ inverses
 
 
 def _conv_to_keras(keras, layer):
-  options = core_converters.options(layer, "filters", "kernel_size", "padding", "groups",
-                                    "activation", "use_bias")
+  options = core_converters.options(
+    layer, "filters", "kernel_size", "padding", "groups", "activation", "use_bias"
+  )
   rank = len(layer.kernel_size)
   options["strides"] = layer.strides or (1,) * rank
   options["dilation_rate"] = layer.dilation_rate or (1,) * rank
@@ -154,8 +178,8 @@ def _conv_to_keras(keras, layer):
 
 def _pooling_to_keras(keras, layer):
   return getattr(keras.layers, type(layer).__name__)(
-      pool_size=layer.pool_size, strides=layer.strides, padding=layer.padding,
-      name=layer.name)
+    pool_size=layer.pool_size, strides=layer.strides, padding=layer.padding, name=layer.name
+  )
 
 
 def global_pooling_to_keras(keras, layer):
@@ -164,7 +188,8 @@ def global_pooling_to_keras(keras, layer):
 
 def _batch_norm_to_keras(keras, layer):
   return keras.layers.BatchNormalization(
-      name=layer.name, **core_converters.options(layer, "axis", "epsilon", "center", "scale"))
+    name=layer.name, **core_converters.options(layer, "axis", "epsilon", "center", "scale")
+  )
 
 
 # --------------------------------------------------------------- FLOP counts
@@ -174,8 +199,9 @@ def _conv_flops(layer, in_shape, out_shape) -> int:
   """A multiply-add per kernel cell and input channel (padded cells included)."""
   outputs = math.prod(out_shape)
   per_output = 2 * math.prod(layer.kernel_size) * in_shape[-1] // layer.groups
-  return (outputs * (per_output + int(layer.use_bias))
-          + core_converters.activation_flops(layer.activation, outputs))
+  return outputs * (per_output + int(layer.use_bias)) + core_converters.activation_flops(
+    layer.activation, outputs
+  )
 
 
 def _pooling_flops(layer, in_shape, out_shape) -> int:
@@ -188,10 +214,12 @@ def _pooling_flops(layer, in_shape, out_shape) -> int:
 def global_pooling_flops(reducer: str):
   """FLOP counter of a global ``reducer`` pooling: as pooling above, over every
   position but the channel axis."""
+
   def count(layer, in_shape, out_shape) -> int:
     del layer, out_shape
     cells, channels = math.prod(in_shape[:-1]), in_shape[-1]
     return channels * (cells - 1 if reducer == "max" else cells)
+
   return count
 
 
@@ -203,26 +231,53 @@ def _batch_norm_flops(layer, in_shape, out_shape) -> int:
 # ------------------------------------------------------------------- records
 
 for _layer, _build in ((conv.Conv1D, conv1d), (conv.Conv2D, conv2d)):
-  registry.register(registry.LayerRecord(
-      layer=_layer, keras_class=_layer.__name__, build=_build,
-      weights=core_converters.kernel_and_bias_weights, to_keras=_conv_to_keras,
-      flops=_conv_flops))
-for _layer, _build in ((pooling.MaxPooling1D, max_pooling1d),
-                       (pooling.AveragePooling1D, average_pooling1d),
-                       (pooling.MaxPooling2D, max_pooling2d),
-                       (pooling.AveragePooling2D, average_pooling2d)):
-  registry.register(registry.LayerRecord(
-      layer=_layer, keras_class=_layer.__name__, build=_build, to_keras=_pooling_to_keras,
-      flops=_pooling_flops))
+  registry.register(
+    registry.LayerRecord(
+      layer=_layer,
+      keras_class=_layer.__name__,
+      build=_build,
+      weights=core_converters.kernel_and_bias_weights,
+      to_keras=_conv_to_keras,
+      flops=_conv_flops,
+    )
+  )
+for _layer, _build in (
+  (pooling.MaxPooling1D, max_pooling1d),
+  (pooling.AveragePooling1D, average_pooling1d),
+  (pooling.MaxPooling2D, max_pooling2d),
+  (pooling.AveragePooling2D, average_pooling2d),
+):
+  registry.register(
+    registry.LayerRecord(
+      layer=_layer,
+      keras_class=_layer.__name__,
+      build=_build,
+      to_keras=_pooling_to_keras,
+      flops=_pooling_flops,
+    )
+  )
 for _layer, _build, _reducer in (
-    (pooling.GlobalMaxPooling2D, global_max_pooling2d, "max"),
-    (pooling.GlobalAveragePooling2D, global_average_pooling2d, "average"),
-    (jaxnets_layers.GlobalMaxPooling1D, global_max_pooling1d, "max"),
-    (jaxnets_layers.GlobalAveragePooling1D, global_average_pooling1d, "average")):
-  registry.register(registry.LayerRecord(
-      layer=_layer, keras_class=_layer.__name__, build=_build,
-      to_keras=global_pooling_to_keras, flops=global_pooling_flops(_reducer)))
-registry.register(registry.LayerRecord(
-    layer=normalization.BatchNormalization, keras_class="BatchNormalization",
-    build=batch_normalization, weights=_batch_norm_weights, to_keras=_batch_norm_to_keras,
-    flops=_batch_norm_flops))
+  (pooling.GlobalMaxPooling2D, global_max_pooling2d, "max"),
+  (pooling.GlobalAveragePooling2D, global_average_pooling2d, "average"),
+  (jaxnets_layers.GlobalMaxPooling1D, global_max_pooling1d, "max"),
+  (jaxnets_layers.GlobalAveragePooling1D, global_average_pooling1d, "average"),
+):
+  registry.register(
+    registry.LayerRecord(
+      layer=_layer,
+      keras_class=_layer.__name__,
+      build=_build,
+      to_keras=global_pooling_to_keras,
+      flops=global_pooling_flops(_reducer),
+    )
+  )
+registry.register(
+  registry.LayerRecord(
+    layer=normalization.BatchNormalization,
+    keras_class="BatchNormalization",
+    build=batch_normalization,
+    weights=_batch_norm_weights,
+    to_keras=_batch_norm_to_keras,
+    flops=_batch_norm_flops,
+  )
+)

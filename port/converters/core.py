@@ -17,13 +17,17 @@ def activation_name(cfg: registry.ConfigReader, key: str = "activation") -> str:
   if value is None:
     return "linear"
   if not isinstance(value, str):
-    raise cfg.error(f"option {key}={value!r} is a custom/serialised activation; "
-                    "only Keras's built-in named activations are supported")
+    raise cfg.error(
+      f"option {key}={value!r} is a custom/serialised activation; "
+      "only Keras's built-in named activations are supported"
+    )
   try:
     activations.get(value)
   except ValueError:
-    raise cfg.error(f"option {key}={value!r} is not a supported activation "
-                    f"(supported: {', '.join(activations.NAMES)})") from None
+    raise cfg.error(
+      f"option {key}={value!r} is not a supported activation "
+      f"(supported: {', '.join(activations.NAMES)})"
+    ) from None
   return value
 
 
@@ -63,8 +67,14 @@ def dense(cfg):
   cfg.expect("quantization_config", None)
   cfg.expect("lora_rank", None)
   cfg.ignore("lora_alpha")
-  return [core.Dense(name=cfg.layer_name, units=int(cfg.get("units")),
-                     activation=activation_name(cfg), use_bias=bool(cfg.get("use_bias", True)))]
+  return [
+    core.Dense(
+      name=cfg.layer_name,
+      units=int(cfg.get("units")),
+      activation=activation_name(cfg),
+      use_bias=bool(cfg.get("use_bias", True)),
+    )
+  ]
 
 
 def activation(cfg):
@@ -75,10 +85,14 @@ def activation(cfg):
 def relu(cfg):
   cfg.dtype()
   max_value = cfg.get("max_value")
-  return [core.ReLU(name=cfg.layer_name,
-                    max_value=None if max_value is None else float(max_value),
-                    negative_slope=float(cfg.get("negative_slope", 0.0)),
-                    threshold=float(cfg.get("threshold", 0.0)))]
+  return [
+    core.ReLU(
+      name=cfg.layer_name,
+      max_value=None if max_value is None else float(max_value),
+      negative_slope=float(cfg.get("negative_slope", 0.0)),
+      threshold=float(cfg.get("threshold", 0.0)),
+    )
+  ]
 
 
 def leaky_relu(cfg):
@@ -109,44 +123,85 @@ def flatten(cfg):
 
 def reshape(cfg):
   cfg.dtype()
-  return [core.Reshape(name=cfg.layer_name, target_shape=tuple(int(d) for d in cfg.get("target_shape")))]
+  return [
+    core.Reshape(name=cfg.layer_name, target_shape=tuple(int(d) for d in cfg.get("target_shape")))
+  ]
 
 
 def _dense_flops(layer, in_shape, out_shape) -> int:
   positions = math.prod(in_shape[:-1])
   per_output = 2 * in_shape[-1] + int(layer.use_bias)
-  return positions * layer.units * per_output + activation_flops(layer.activation,
-                                                                 math.prod(out_shape))
+  return positions * layer.units * per_output + activation_flops(
+    layer.activation, math.prod(out_shape)
+  )
 
 
-registry.register(registry.LayerRecord(
-    layer=core.Dense, keras_class="Dense", build=dense, weights=kernel_and_bias_weights,
+registry.register(
+  registry.LayerRecord(
+    layer=core.Dense,
+    keras_class="Dense",
+    build=dense,
+    weights=kernel_and_bias_weights,
     to_keras=lambda keras, layer: keras.layers.Dense(
-        name=layer.name, **options(layer, "units", "activation", "use_bias")),
-    flops=_dense_flops))
-registry.register(registry.LayerRecord(
-    layer=core.Activation, keras_class="Activation", build=activation,
+      name=layer.name, **options(layer, "units", "activation", "use_bias")
+    ),
+    flops=_dense_flops,
+  )
+)
+registry.register(
+  registry.LayerRecord(
+    layer=core.Activation,
+    keras_class="Activation",
+    build=activation,
     to_keras=lambda keras, layer: keras.layers.Activation(layer.activation, name=layer.name),
-    flops=per_element_flops))
-registry.register(registry.LayerRecord(
-    layer=core.ReLU, keras_class="ReLU", build=relu, also_from={"LeakyReLU": leaky_relu},
+    flops=per_element_flops,
+  )
+)
+registry.register(
+  registry.LayerRecord(
+    layer=core.ReLU,
+    keras_class="ReLU",
+    build=relu,
+    also_from={"LeakyReLU": leaky_relu},
     to_keras=lambda keras, layer: keras.layers.ReLU(
-        name=layer.name, **options(layer, "max_value", "negative_slope", "threshold")),
-    flops=per_element_flops))
-registry.register(registry.LayerRecord(
-    layer=core.Softmax, keras_class="Softmax", build=softmax,
+      name=layer.name, **options(layer, "max_value", "negative_slope", "threshold")
+    ),
+    flops=per_element_flops,
+  )
+)
+registry.register(
+  registry.LayerRecord(
+    layer=core.Softmax,
+    keras_class="Softmax",
+    build=softmax,
     to_keras=lambda keras, layer: keras.layers.Softmax(axis=layer.axis, name=layer.name),
-    flops=per_element_flops))
-registry.register(registry.LayerRecord(
-    layer=core.Dropout, keras_class="Dropout", build=dropout,
+    flops=per_element_flops,
+  )
+)
+registry.register(
+  registry.LayerRecord(
+    layer=core.Dropout,
+    keras_class="Dropout",
+    build=dropout,
     to_keras=lambda keras, layer: keras.layers.Dropout(layer.rate, name=layer.name),
-    flops=free_flops))
-registry.register(registry.LayerRecord(
-    layer=core.Flatten, keras_class="Flatten", build=flatten,
+    flops=free_flops,
+  )
+)
+registry.register(
+  registry.LayerRecord(
+    layer=core.Flatten,
+    keras_class="Flatten",
+    build=flatten,
     to_keras=lambda keras, layer: keras.layers.Flatten(name=layer.name),
-    flops=free_flops))
-registry.register(registry.LayerRecord(
-    layer=core.Reshape, keras_class="Reshape", build=reshape,
-    to_keras=lambda keras, layer: keras.layers.Reshape(tuple(layer.target_shape),
-                                                       name=layer.name),
-    flops=free_flops))
+    flops=free_flops,
+  )
+)
+registry.register(
+  registry.LayerRecord(
+    layer=core.Reshape,
+    keras_class="Reshape",
+    build=reshape,
+    to_keras=lambda keras, layer: keras.layers.Reshape(tuple(layer.target_shape), name=layer.name),
+    flops=free_flops,
+  )
+)

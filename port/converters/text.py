@@ -22,9 +22,11 @@ def _vectorizer(keras_layer, built):
   vocabulary = tuple(str(token) for token in keras_layer.get_vocabulary())
   if vocabulary[:2] != (text.PAD_TOKEN, text.OOV_TOKEN):
     raise registry.UnsupportedLayerError(
-        keras_layer.name, type(keras_layer).__name__,
-        f"vocabulary must start with {text.PAD_TOKEN!r}, {text.OOV_TOKEN!r} (the default "
-        f"mask and OOV tokens); got {list(vocabulary[:2])}")
+      keras_layer.name,
+      type(keras_layer).__name__,
+      f"vocabulary must start with {text.PAD_TOKEN!r}, {text.OOV_TOKEN!r} (the default "
+      f"mask and OOV tokens); got {list(vocabulary[:2])}",
+    )
   return {placeholder.name: dataclasses.replace(placeholder, vocabulary=vocabulary)}
 
 
@@ -32,13 +34,17 @@ def text_vectorization(cfg):
   cfg.ignore("dtype")  # the layer computes on strings; its dtype policy changes no id
   standardize = cfg.get("standardize", "lower_and_strip_punctuation")
   if standardize not in text.STANDARDIZE_MODES:
-    raise cfg.error(f"option standardize={standardize!r:.80} is not supported (supported: "
-                    "'lower_and_strip_punctuation', 'lower', 'strip_punctuation', None; "
-                    "custom callables cannot be ported)")
+    raise cfg.error(
+      f"option standardize={standardize!r:.80} is not supported (supported: "
+      "'lower_and_strip_punctuation', 'lower', 'strip_punctuation', None; "
+      "custom callables cannot be ported)"
+    )
   split = cfg.get("split", "whitespace")
   if split not in text.SPLIT_MODES:
-    raise cfg.error(f"option split={split!r:.80} is not supported (supported: "
-                    "'whitespace', 'character'; None and custom callables cannot be ported)")
+    raise cfg.error(
+      f"option split={split!r:.80} is not supported (supported: "
+      "'whitespace', 'character'; None and custom callables cannot be ported)"
+    )
   cfg.expect("ngrams", None)
   cfg.expect("output_mode", "int", default="int")
   cfg.expect("ragged", False, default=False)
@@ -56,23 +62,40 @@ def text_vectorization(cfg):
   if length is not None and (not isinstance(length, int) or length < 1):
     raise cfg.error(f"option output_sequence_length={length!r} must be a positive int or None")
   max_tokens = cfg.get("max_tokens")
-  return [text.TextVectorizer(name=cfg.layer_name, vocabulary=(text.PAD_TOKEN, text.OOV_TOKEN),
-                              standardize=standardize, split=split,
-                              output_sequence_length=length,
-                              max_tokens=None if max_tokens is None else int(max_tokens))]
+  return [
+    text.TextVectorizer(
+      name=cfg.layer_name,
+      vocabulary=(text.PAD_TOKEN, text.OOV_TOKEN),
+      standardize=standardize,
+      split=split,
+      output_sequence_length=length,
+      max_tokens=None if max_tokens is None else int(max_tokens),
+    )
+  ]
 
 
 def _to_keras(keras, vectorizer):
   # Keras re-adds the padding '' and OOV '[UNK]' tokens in front of the
   # vocabulary it is given, so they are passed without them.
   return keras.layers.TextVectorization(
-      max_tokens=vectorizer.max_tokens, standardize=vectorizer.standardize,
-      split=vectorizer.split, output_mode="int",
-      output_sequence_length=vectorizer.output_sequence_length,
-      vocabulary=list(vectorizer.vocabulary[2:]), name=vectorizer.name)
+    max_tokens=vectorizer.max_tokens,
+    standardize=vectorizer.standardize,
+    split=vectorizer.split,
+    output_mode="int",
+    output_sequence_length=vectorizer.output_sequence_length,
+    vocabulary=list(vectorizer.vocabulary[2:]),
+    name=vectorizer.name,
+  )
 
 
 # Tokenising runs on the host, outside the compiled model: no FLOPs counted.
-registry.register(registry.LayerRecord(
-    layer=text.TextVectorizer, keras_class="TextVectorization", build=text_vectorization,
-    weights=_vectorizer, to_keras=_to_keras, flops=core_converters.free_flops))
+registry.register(
+  registry.LayerRecord(
+    layer=text.TextVectorizer,
+    keras_class="TextVectorization",
+    build=text_vectorization,
+    weights=_vectorizer,
+    to_keras=_to_keras,
+    flops=core_converters.free_flops,
+  )
+)
