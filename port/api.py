@@ -11,6 +11,7 @@ import zipfile
 from typing import Any
 
 import jaxnets
+from port import converters  # noqa: F401  (importing it registers every layer record)
 from port import registry
 
 # Keras layers that only describe the input; they carry no computation.

@@ -15,6 +15,7 @@ jaxnets ones.
 import numpy as np
 
 import jaxnets
+from port import converters  # noqa: F401  (importing it registers every layer record)
 from port import registry
 
 
