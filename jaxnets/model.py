@@ -15,9 +15,7 @@ shape or dtype raise ``InputError`` naming what was expected. Batching
 (sorting by length, cutting, padding, sharding) is ``jaxnets.batching``'s.
 """
 
-import json
 import os
-import tempfile
 from typing import Any, Sequence
 
 import jax
@@ -25,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnets import batching
+from jaxnets import saving
 from jaxnets.errors import InputError
 
 # ``load`` rebuilds layers and preprocessors by class name from the registry in
@@ -36,9 +35,9 @@ from jaxnets.layers import base
 
 __all__ = ["ARCHITECTURE_FILE", "FORMAT_VERSION", "InputError", "Model", "PARAMS_DIR", "load"]
 
-FORMAT_VERSION = 1
-ARCHITECTURE_FILE = "architecture.json"
-PARAMS_DIR = "params"
+FORMAT_VERSION = saving.FORMAT_VERSION
+ARCHITECTURE_FILE = saving.ARCHITECTURE_FILE
+PARAMS_DIR = saving.PARAMS_DIR
 
 
 class Model:
@@ -79,6 +78,7 @@ class Model:
     self.input_dtype = input_dtype
     self.preprocessor = preprocessor
     self.name = name
+    self._check_params()
     self._forward = jax.jit(self.apply)
     self._trims_padding = self._padding_can_be_trimmed()
 
@@ -204,17 +204,11 @@ class Model:
   def save(self, directory: str | os.PathLike) -> str:
     """Writes ``architecture.json`` and an orbax checkpoint of the params.
 
-    Both are written to temporary names and renamed into place, so a killed
-    save never leaves a directory that loads half a model.
+    The folder is replaced as a whole (``jaxnets.saving``): a save that fails
+    leaves the previous model there, never a mix of the two. Returns the
+    folder's absolute path.
     """
-    # Imported here, not at the top, for speed only: importing orbax takes ~0.3 s
-    # on top of jax, and only save/load need it. It imports nothing of ours: no cycle.
-    import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-
-    directory = os.path.abspath(os.fspath(directory))
-    os.makedirs(directory, exist_ok=True)
     architecture = {
-      "format_version": FORMAT_VERSION,
       "name": self.name,
       "input_shape": list(self.input_shape),
       "input_dtype": self.input_dtype,
@@ -224,13 +218,58 @@ class Model:
       else {"class": type(self.preprocessor).__name__, "config": self.preprocessor.get_config()},
     }
     params = jax.tree_util.tree_map(np.asarray, self.params)
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(os.path.join(directory, PARAMS_DIR), params, force=True)
-    checkpointer.wait_until_finished()
-    _write_atomic(os.path.join(directory, ARCHITECTURE_FILE), json.dumps(architecture, indent=1))
-    return directory
+    return saving.write_folder(directory, architecture, params)
+
+  def expected_params(self) -> dict[str, Any]:
+    """``{layer: {weight: ShapeDtypeStruct}}`` that the layers' hyper-parameters imply."""
+    return jax.eval_shape(self.init, jax.random.key(0))
 
   # -------------------------------------------------------------- internals
+  def _check_params(self) -> None:
+    """Every layer's weights have the names, shapes and dtypes its options imply.
+
+    Raises one ``ValueError`` listing every difference (missing, unexpected or
+    mis-shaped weights), so a model never runs on parameters that broadcast
+    or index their way into a wrong answer.
+    """
+    try:
+      expected = self.expected_params()
+    except Exception as e:  # a layer rejecting the shape it is given
+      raise ValueError(
+        f"model {self.name!r}: the layers do not fit together on input "
+        f"{self._input_description()}: {type(e).__name__}: {e}"
+      ) from None
+    problems = []
+
+    def compare(where: str, want, got) -> None:
+      if isinstance(want, dict) or isinstance(got, dict):
+        if not isinstance(want, dict) or not isinstance(got, dict):
+          problems.append(f"{where}: expected {_describe(want)}, found {_describe(got)}")
+          return
+        for key in sorted(set(want) | set(got), key=str):
+          if key not in got:
+            problems.append(f"{where}/{key}: missing (expected {_describe(want[key])})")
+          elif key not in want:
+            problems.append(f"{where}/{key}: unexpected weight {_describe(got[key])}")
+          else:
+            compare(f"{where}/{key}", want[key], got[key])
+        return
+      if tuple(want.shape) != tuple(got.shape) or want.dtype != got.dtype:
+        problems.append(f"{where}: expected {_describe(want)}, found {_describe(got)}")
+
+    names = {layer.name for layer in self.layers}
+    for layer in self.layers:
+      compare(
+        f"layer {layer.name!r}", expected.get(layer.name, {}), self.params.get(layer.name, {})
+      )
+    for name in sorted(set(self.params) - names):
+      problems.append(f"parameters for {name!r}, which is not a layer of the model")
+    if problems:
+      raise ValueError(
+        f"model {self.name!r}: parameters do not match the architecture:\n  - "
+        + "\n  - ".join(problems)
+      )
+
   @property
   def _compute_dtype(self):
     return jnp.float32 if self.input_dtype == "float32" else jnp.int32
@@ -335,42 +374,46 @@ class Model:
     return x.astype(np.float32, copy=False)
 
 
+def _describe(value) -> str:
+  if isinstance(value, dict):
+    return f"a group of weights {sorted(value)}"
+  return f"{tuple(value.shape)} {value.dtype}"
+
+
 def load(directory: str | os.PathLike) -> Model:
-  """Loads a model written by ``Model.save``; needs JAX (and orbax) only."""
-  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel  # see save
+  """Loads a model written by ``Model.save``; needs JAX (and orbax) only.
 
+  Everything is checked before the model is returned: the architecture file's
+  structure and every layer's options, then every parameter's name, shape and
+  dtype against what the architecture implies, and that the parameters are the
+  ones saved with this architecture. Any difference raises
+  ``jaxnets.saving.SavedModelError`` (a ``ValueError``) naming the folder, the
+  layer and the weight.
+  """
   directory = os.path.abspath(os.fspath(directory))
-  arch_path = os.path.join(directory, ARCHITECTURE_FILE)
-  if not os.path.isfile(arch_path):
-    raise FileNotFoundError(f"{directory} is not a saved jaxnets model: no {ARCHITECTURE_FILE}")
-  try:
-    with open(arch_path, encoding="utf-8") as f:
-      arch = json.load(f)
-  except (OSError, json.JSONDecodeError) as e:
-    raise ValueError(f"cannot read {arch_path}: {e}") from e
-  if arch.get("format_version") != FORMAT_VERSION:
-    raise ValueError(f"{arch_path}: unsupported format_version {arch.get('format_version')!r}")
-  layers = [base.layer_class(spec["class"]).from_config(spec["config"]) for spec in arch["layers"]]
+  arch = saving.read_architecture(directory)
+
+  def rebuild(where: str, spec: dict):
+    try:
+      return base.layer_class(spec["class"]).from_config(spec["config"])
+    except (TypeError, ValueError, KeyError) as e:
+      raise saving.SavedModelError(
+        f"saved model {directory}: {saving.ARCHITECTURE_FILE} {where} ({spec['class']}): {e}"
+      ) from None
+
+  layers = [rebuild(f"layers[{i}]", spec) for i, spec in enumerate(arch["layers"])]
   preprocessor = None
-  if arch.get("preprocessor"):
-    spec = arch["preprocessor"]
-    preprocessor = base.layer_class(spec["class"]).from_config(spec["config"])
-  params_path = os.path.join(directory, PARAMS_DIR)
-  if not os.path.isdir(params_path):
-    raise FileNotFoundError(f"{directory}: missing parameter checkpoint {PARAMS_DIR}/")
-  params = ocp.StandardCheckpointer().restore(params_path)
-  return Model(
-    layers,
-    params,
-    input_shape=arch["input_shape"],
-    input_dtype=arch["input_dtype"],
-    preprocessor=preprocessor,
-    name=arch.get("name", "model"),
-  )
-
-
-def _write_atomic(path: str, text: str) -> None:
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-  with os.fdopen(fd, "w", encoding="utf-8") as f:
-    f.write(text)
-  os.replace(tmp, path)
+  if arch.get("preprocessor") is not None:
+    preprocessor = rebuild("preprocessor", arch["preprocessor"])
+  params = saving.read_params(directory, arch)
+  try:
+    return Model(
+      layers,
+      params,
+      input_shape=arch["input_shape"],
+      input_dtype=arch["input_dtype"],
+      preprocessor=preprocessor,
+      name=arch.get("name", "model"),
+    )
+  except ValueError as e:
+    raise saving.SavedModelError(f"saved model {directory}: {e}") from None

@@ -142,4 +142,4 @@ class TextVectorizer:
 
   @classmethod
   def from_config(cls, config: dict[str, Any]) -> "TextVectorizer":
-    return cls(**config)
+    return cls(**base.checked_options(cls, config))

@@ -18,6 +18,8 @@ The registry maps a class name to the class so a saved architecture
 """
 
 import dataclasses
+import types
+import typing
 from typing import Any, ClassVar
 
 import jax
@@ -91,12 +93,66 @@ class Layer:
 
   @classmethod
   def from_config(cls, config: dict[str, Any]) -> "Layer":
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-      if f.name in config:
-        value = config[f.name]
-        kwargs[f.name] = tuple(value) if isinstance(value, list) else value
-    return cls(**kwargs)
+    """Rebuilds a layer from ``get_config()``'s dict; every value's type is checked."""
+    return cls(**checked_options(cls, config))
+
+
+def checked_options(cls, config: dict[str, Any]) -> dict[str, Any]:
+  """``config`` as keyword arguments of the dataclass ``cls``, lists as tuples.
+
+  Raises ``ValueError`` naming the option for an unknown or missing option or a
+  value of the wrong type (a string where a number belongs, a float where an
+  int does...): a saved architecture may have been edited by hand.
+  """
+  fields = {f.name: f for f in dataclasses.fields(cls)}
+  unknown = sorted(set(config) - set(fields))
+  if unknown:
+    raise ValueError(f"unknown option(s) {', '.join(unknown)} for {cls.__name__}")
+  hints = typing.get_type_hints(cls)
+  kwargs = {}
+  for name, f in fields.items():
+    if name not in config:
+      if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        raise ValueError(f"missing option {name!r} for {cls.__name__}")
+      continue
+    value = config[name]
+    if not _matches(value, hints[name]):
+      raise ValueError(f"option {name}={value!r:.80} is not of type {_type_name(hints[name])}")
+    kwargs[name] = _tuples(value)
+  return kwargs
+
+
+def _tuples(value):
+  return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _matches(value, hint) -> bool:
+  """Whether a JSON value fits a simple annotation (scalars, ``X | None``, tuples)."""
+  origin = typing.get_origin(hint)
+  if origin in (typing.Union, types.UnionType):
+    return any(_matches(value, h) for h in typing.get_args(hint))
+  if hint is type(None):
+    return value is None
+  if origin is tuple:
+    args = typing.get_args(hint)
+    if not isinstance(value, (list, tuple)):
+      return False
+    if len(args) == 2 and args[1] is Ellipsis:
+      return all(_matches(v, args[0]) for v in value)
+    return len(args) == len(value) and all(_matches(v, a) for v, a in zip(value, args))
+  if hint is bool:
+    return isinstance(value, bool)
+  if hint is int:
+    return isinstance(value, int) and not isinstance(value, bool)
+  if hint is float:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+  if hint is str:
+    return isinstance(value, str)
+  return True  # anything richer (a nested layer) is checked by its own from_config
+
+
+def _type_name(hint) -> str:
+  return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
 def _jsonable(value):
