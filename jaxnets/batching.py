@@ -37,9 +37,17 @@ _AXIS = "batch"
 
 
 def check_batch_size(batch_size) -> int:
-  """``batch_size`` as an int; ``ValueError`` unless it is positive."""
-  if int(batch_size) < 1:
-    raise ValueError(f"batch_size must be positive, got {batch_size}")
+  """``batch_size`` as an int; ``ValueError`` unless it is a positive int.
+
+  Only ints are taken (numpy ints too): ``None``, ``2.7``, ``"8"`` and ``True``
+  are refused rather than rounded or coerced.
+  """
+  if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, (int, np.integer)):
+    raise ValueError(
+      f"batch_size must be a positive int, got {batch_size!r} ({type(batch_size).__name__})"
+    )
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be a positive int, got {batch_size}")
   return int(batch_size)
 
 

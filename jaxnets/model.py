@@ -334,7 +334,13 @@ class Model:
     values = []
     for i, item in enumerate(array):
       if isinstance(item, bytes):
-        item = item.decode("utf-8")
+        try:
+          item = item.decode("utf-8")
+        except UnicodeDecodeError as e:
+          raise InputError(
+            f"model {self.name!r} takes UTF-8 text; item {i} is not valid UTF-8 "
+            f"(byte {e.start}: {item[e.start : e.start + 4]!r})"
+          ) from None
       if not isinstance(item, str):
         raise InputError(
           f"model {self.name!r} takes strings; item {i} is {type(item).__name__}: {item!r:.60}"
@@ -345,7 +351,12 @@ class Model:
   def _numeric(self, x) -> np.ndarray:
     if isinstance(x, jax.Array):
       x = np.asarray(x)
-    x = np.asarray(x)
+    try:
+      x = np.asarray(x)
+    except ValueError:
+      raise InputError(f"model {self.name!r}: {_ragged_description(x)}") from None
+    if x.dtype == object:
+      raise InputError(f"model {self.name!r}: {_ragged_description(x)}")
     expected = ("batch",) + self.input_shape
     if x.dtype.kind not in "biuf":
       raise InputError(
@@ -369,9 +380,36 @@ class Model:
           raise InputError(
             f"model {self.name!r} expects integer token ids, got non-integer {x.dtype} values"
           )
+      if x.size and x.dtype.itemsize * 8 > 32 or x.dtype.kind == "u" and x.dtype.itemsize >= 4:
+        # Checked before the cast: int64 ids past the int32 range would wrap
+        # around into ids that look valid.
+        info = np.iinfo(np.int32)
+        outside = (x < info.min) | (x > info.max)
+        if outside.any():
+          position = tuple(int(i) for i in np.argwhere(outside)[0])
+          raise InputError(
+            f"model {self.name!r}: token id {x[position]} at position {position} does not "
+            f"fit in int32 ({int(outside.sum())} such id(s)); no vocabulary is that large"
+          )
       return x.astype(np.int32, copy=False)
     # copy=False: a float32 batch is used as given (no copy of a large input).
     return x.astype(np.float32, copy=False)
+
+
+def _ragged_description(x) -> str:
+  """Names the first row of a nested Python list whose length differs from row 0's."""
+  try:
+    rows = list(x)
+    first = len(rows[0])
+    for i, row in enumerate(rows):
+      if len(row) != first:
+        return (
+          f"the input is ragged: row {i} has length {len(row)}, row 0 has {first}; "
+          "pad the rows to one length (or pass a numpy array)"
+        )
+  except TypeError:
+    pass
+  return "the input is not a rectangular numeric array (ragged rows or mixed types)"
 
 
 def _describe(value) -> str:

@@ -27,6 +27,7 @@ from jax import lax
 from jaxnets import activations
 from jaxnets import settings
 from jaxnets.layers import base
+from jaxnets.errors import InputError
 from jaxnets.layers import initializers
 
 PADDINGS = ("valid", "same", "causal")
@@ -57,6 +58,26 @@ def spatial_padding(
   if padding == "causal":
     return [((k - 1) * d, 0) for k, d in zip(kernel_size, dilation_rate)]
   raise ValueError(f"unknown padding {padding!r}; expected one of {PADDINGS}")
+
+
+def check_window_fits(layer, spatial_shape, window, dilation_rate, pads) -> None:
+  """Raises ``InputError`` naming ``layer`` when an input is shorter than its window.
+
+  Shapes are static, so this runs once per traced shape, at no run-time cost.
+  Without it a too-short input gives an empty output and a confusing error (or
+  an empty result) several layers later.
+  """
+  for axis, (n, k, d, (before, after)) in enumerate(
+    zip(spatial_shape, window, dilation_rate, pads), start=1
+  ):
+    effective = (k - 1) * d + 1
+    if n < 1 or n + before + after < effective:
+      needed = max(1, effective - before - after)
+      raise InputError(
+        f"{type(layer).__name__} layer {layer.name!r}: the input has size {n} along "
+        f"axis {axis}, shorter than the layer's window ({effective} cells with padding "
+        f"{layer.padding!r}); inputs need at least {needed} there"
+      )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -118,6 +139,7 @@ class Conv(base.Layer):
     pads = spatial_padding(
       self.padding, x.shape[1:-1], self.kernel_size, self.strides, self.dilation_rate
     )
+    check_window_fits(self, x.shape[1:-1], self.kernel_size, self.dilation_rate, pads)
     kernel = params["kernel"]
     channels = x.shape[-1]
     if (

@@ -67,16 +67,18 @@ class Pooling(base.Layer):
     pads = conv.spatial_padding(
       self.padding, spatial, self.pool_size, self.strides, (1,) * self.rank
     )
+    conv.check_window_fits(self, spatial, self.pool_size, (1,) * self.rank, pads)
     window = (1,) + self.pool_size + (1,)
     strides = (1,) + self.strides + (1,)
     full_pads = [(0, 0)] + pads + [(0, 0)]
     if self.reducer == "max":
+      x = _skip_nan(x)
       # Training takes the tiled form for its cheap gradient; inference keeps
       # reduce_window, whose forward pass XLA fuses ~1.4x faster on CPU.
       if training and self._tiles(spatial, pads):
-        return self._tiled_max(x), None
+        return _at_least_lowest(self._tiled_max(x)), None
       y = lax.reduce_window(x, -jnp.inf, lax.max, window, strides, full_pads)
-      return y, None
+      return _at_least_lowest(y), None
     total = lax.reduce_window(x, 0.0, lax.add, window, strides, full_pads)
     # Real cells per window depend only on static shapes: count them on the
     # host once, at trace time, instead of pooling a tensor of ones per call.
@@ -104,6 +106,18 @@ class Pooling(base.Layer):
       shape += [o, k]
     x = x.reshape(shape + [channels])
     return jnp.max(x, axis=tuple(2 + 2 * i for i in range(len(outs))))
+
+
+# TensorFlow's CPU max pooling starts every window at the lowest finite float
+# and keeps a cell only when it compares greater: NaN cells are skipped, an
+# all-NaN (or all -inf) window gives -3.4e38, not NaN or -inf. These two steps
+# reproduce that; on finite inputs they change nothing.
+def _skip_nan(x):
+  return jnp.where(jnp.isnan(x), -jnp.inf, x)
+
+
+def _at_least_lowest(y):
+  return jnp.maximum(y, jnp.finfo(y.dtype).min)
 
 
 def _real_cell_counts(spatial, pool_size, strides, pads) -> np.ndarray:
