@@ -40,6 +40,7 @@ from train import data as data_lib
 from train import models
 from train import report
 from train import studies
+from train import workdir as workdir_lib
 
 RESULT_FILE = "result.json"
 HISTORY_FILE = "history.json"
@@ -339,7 +340,11 @@ def train_and_check(job: Job, dataset: Dataset, settings: Settings) -> dict:
   """
   run_dir = job.run_dir
   if run_dir.exists():
-    shutil.rmtree(run_dir)  # a killed run's leftovers: start clean
+    # A killed run's leftovers: start clean. A finished run is never removed
+    # (the caller skips it; this guards against any path that would not).
+    if (run_dir / RESULT_FILE).exists():
+      raise RuntimeError(f"{run_dir} holds a finished run; it is never retrained in place")
+    shutil.rmtree(run_dir)
   run_dir.mkdir(parents=True)
   started = time.perf_counter()
 
@@ -766,7 +771,10 @@ def run(
   except ValueError as e:
     raise ConfigError(str(e)) from None
   settings.validate()
-  workdir = pathlib.Path(workdir).resolve()
+  try:
+    workdir = workdir_lib.resolve(workdir)
+  except workdir_lib.WorkdirError as e:
+    raise ConfigError(str(e)) from None
   if settings.trainer != "keras":
     # Each trainer has its own tree, so Keras and JAX studies sit side by side.
     workdir = workdir / settings.trainer
@@ -784,6 +792,15 @@ def run(
 
     tf.config.experimental.enable_op_determinism()
 
+  try:
+    with workdir_lib.WorkdirLock(workdir):
+      return _run_locked(pairs, workdir, settings, export_dir, log)
+  except workdir_lib.WorkdirError as e:
+    raise ConfigError(str(e)) from None
+
+
+def _run_locked(pairs, workdir, settings, export_dir, log) -> list[StudyOutput]:
+  """``run``'s work, while this process holds ``workdir``."""
   datasets: dict[str, Dataset] = {}
   plan = []  # (family, study, jobs)
   for family, study in pairs:
