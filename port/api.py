@@ -108,6 +108,7 @@ def flat_layers(model) -> list:
   if not isinstance(model, keras.Sequential):
     previous = model.inputs[0]
     for layer in layers:
+      # Keras has no public accessor for the call graph of a layer.
       nodes = layer._inbound_nodes  # pylint: disable=protected-access
       if len(nodes) != 1:
         raise registry.UnsupportedLayerError(
@@ -139,7 +140,7 @@ def flat_layers(model) -> list:
   return out
 
 
-def _check(layers) -> tuple[list, list[tuple[str, str, str]]]:
+def check_layers(layers) -> tuple[list, list[tuple[str, str, str]]]:
   """Runs every converter's ``build``; returns (built layers, problems)."""
   built, problems = [], []
   for position, layer in enumerate(layers):
@@ -181,7 +182,7 @@ def unsupported(src) -> list[tuple[str, str, str]]:
     layers = flat_layers(model)
   except registry.UnsupportedLayerError as e:
     return [(e.layer_name, e.class_name, e.reason)]
-  return _check(layers)[1]
+  return check_layers(layers)[1]
 
 
 def load(src) -> jaxnets.Model:
@@ -191,7 +192,7 @@ def load(src) -> jaxnets.Model:
   option that cannot be reproduced exactly, before converting anything.
   """
   model = load_keras(src)
-  built, problems = _check(flat_layers(model))
+  built, problems = check_layers(flat_layers(model))
   if problems:
     raise registry.UnsupportedModelError(problems)
 

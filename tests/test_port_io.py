@@ -143,7 +143,7 @@ def test_predict_compiles_a_bounded_set_of_batch_shapes(keras_model):
       model.predict(x[:rows], batch_size=32), expected[:rows], atol=1e-6, rtol=0
     )
   # Batch 32 plus the powers of two below it for short inputs: 1, 2, 4, 8, 16.
-  assert model._forward._cache_size() <= 6  # pylint: disable=protected-access
+  assert model._forward._cache_size() <= 6  # pylint: disable=protected-access  (JAX has no public compile count)
 
 
 def test_predict_of_zero_rows(ported):
@@ -172,7 +172,7 @@ def test_bad_input_is_rejected_before_compiling(keras_model, bad, expected_messa
   for call in (model.predict, model):
     with pytest.raises(jaxnets.InputError, match=expected_message):
       call(bad)
-  assert model._forward._cache_size() == 0  # pylint: disable=protected-access
+  assert model._forward._cache_size() == 0  # pylint: disable=protected-access  (JAX has no public compile count)
 
 
 def test_bad_batch_size_is_rejected(ported, images):

@@ -157,7 +157,7 @@ def test_bidirectional_with_distinct_backward_layer(return_sequences):
   backward = L.GRU(3, activation="relu", go_backwards=True, return_sequences=return_sequences)
   model = sequence_model(L.Bidirectional(forward, backward_layer=backward))
   ported = parity.assert_matches_keras(model, padded_ids(seed=8), classifier=False, batch_size=4)
-  assert not ported.layers[1]._fusable()  # pylint: disable=protected-access
+  assert not ported.layers[1]._fusable()  # pylint: disable=protected-access  (an internal choice under test)
 
 
 def test_bidirectional_forward_layer_going_backwards():
@@ -263,7 +263,7 @@ def test_row_blocks_give_the_same_numbers():
   ],
 )
 def test_trailing_padding_safety_per_layer(layer, safe):
-  built, problems = api._check([layer])  # pylint: disable=protected-access
+  built, problems = api.check_layers([layer])
   assert not problems
   assert built[0][2][0].trailing_padding_safe is safe
 
@@ -340,7 +340,7 @@ def test_out_of_range_token_ids_are_rejected():
   ],
 )
 def test_unsupported_options_name_the_culprit(layer, culprit):
-  problems = api._check([layer])[1]  # pylint: disable=protected-access
+  problems = api.check_layers([layer])[1]
   assert problems
   message = str(port.UnsupportedModelError(problems))
   assert re.search(culprit, message, flags=re.S), message

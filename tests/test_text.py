@@ -50,7 +50,7 @@ def keras_ids(layer, texts):
 
 
 def ported(layer) -> text.TextVectorizer:
-  built, problems = api._check([layer])  # pylint: disable=protected-access
+  built, problems = api.check_layers([layer])
   assert not problems, problems
   keras_layer, converter, result = built[0]
   return converter.weights(keras_layer, result)[layer.name]
@@ -147,7 +147,7 @@ def test_config_round_trip():
 )
 def test_unsupported_options_are_rejected(kwargs, culprit):
   layer = L.TextVectorization(name="tv", **kwargs)
-  problems = api._check([layer])[1]  # pylint: disable=protected-access
+  problems = api.check_layers([layer])[1]
   assert len(problems) == 1
   name, class_name, reason = problems[0]
   assert (name, class_name) == ("tv", "TextVectorization")
