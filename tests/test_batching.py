@@ -1,5 +1,9 @@
 """Host-side batching (``jaxnets.batching``) and the speed settings (``jaxnets.settings``)."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -65,7 +69,7 @@ def test_batcher_sorts_cuts_pads_and_unsort_restores_order():
 
 
 def test_batcher_rejects_bad_arguments():
-  with pytest.raises(ValueError, match="batch_size must be positive"):
+  with pytest.raises(ValueError, match="batch_size must be a positive int"):
     batching.Batcher(np.zeros((3, 2)), 0)
   with pytest.raises(ValueError, match="per-row"):
     batching.Batcher(np.zeros((3, 2)), 2, per_row=(np.zeros(2),))
@@ -97,3 +101,40 @@ def test_unknown_activation_is_a_value_error_naming_it():
 
 def test_input_error_lives_in_a_leaf_module():
   assert jaxnets.InputError is jaxnets.errors.InputError is jaxnets.model.InputError
+
+
+def test_one_batch_fast_path_matches_the_general_path():
+  """``predict`` of rows that fit one batch skips sorting; same numbers as batches."""
+  import port  # pylint: disable=import-outside-toplevel
+
+  keras = pytest.importorskip("keras")
+  model = keras.Sequential(
+    [
+      keras.Input((9,), dtype="int32"),
+      keras.layers.Embedding(20, 4, mask_zero=True),
+      keras.layers.LSTM(3),
+      keras.layers.Dense(2, activation="softmax"),
+    ]
+  )
+  ported = port.load(model)
+  ids = np.random.default_rng(0).integers(1, 20, (5, 9)).astype(np.int32)
+  for row, length in enumerate([9, 2, 0, 5, 1]):
+    ids[row, length:] = 0
+  one_batch = ported.predict(ids, batch_size=8)
+  several = ported.predict(ids, batch_size=2)
+  np.testing.assert_allclose(one_batch, several, atol=1e-6)
+  np.testing.assert_allclose(one_batch, model(ids, training=False), atol=1e-5)
+
+
+def test_compilation_cache_is_opt_in_by_environment(tmp_path):
+  code = "import jax, jaxnets; print(jax.config.jax_compilation_cache_dir)"
+  env = dict(os.environ, JAXNETS_COMPILATION_CACHE=str(tmp_path / "xla"))
+  out = subprocess.run(
+    [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+  ).stdout
+  assert out.strip() == str(tmp_path / "xla")
+  env.pop("JAXNETS_COMPILATION_CACHE")
+  out = subprocess.run(
+    [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+  ).stdout
+  assert out.strip() in ("None", "")
