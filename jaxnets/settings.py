@@ -52,13 +52,29 @@ class Settings:
       convolution was 1.5-3x slower for a small odd channel count (RGB inputs)
       than for the next even one, with no gain from 17 channels up. ``0``
       turns this off.
+    conv_algorithm: how 2-D convolutions are computed (``jaxnets.conv_algorithms``):
+      ``"auto"`` lets ``choose_algorithm`` pick per layer from the shapes, by
+      measured thresholds (Winograd F(2x2, 3x3) for 3x3 stride-1 layers with
+      enough work, im2col for other small kernels when training, the direct
+      convolution otherwise and on GPU); ``"direct"``, ``"winograd_f2"``,
+      ``"winograd_f4"`` or ``"im2col"`` force one wherever it applies (tests,
+      comparisons). Unlike the settings above this one changes float32 rounding:
+      every algorithm the rule can choose agrees with Keras within 1e-5 on the
+      model outputs (tested under each); ``"winograd_f4"`` does not, and is never
+      chosen by ``"auto"``.
   """
 
   rnn_row_block_floats: int = 16 * 1024
   rnn_skip_padded_steps: bool = True
   conv_pad_odd_channels_below: int = 16
+  conv_algorithm: str = "auto"
 
   def __post_init__(self):
+    choices = ("auto", "direct", "winograd_f2", "winograd_f4", "im2col")
+    if self.conv_algorithm not in choices:
+      raise ValueError(
+        f"conv_algorithm must be one of {', '.join(choices)}, got {self.conv_algorithm!r}"
+      )
     if self.rnn_row_block_floats < 1:
       raise ValueError(f"rnn_row_block_floats must be positive, got {self.rnn_row_block_floats}")
     if self.conv_pad_odd_channels_below < 0:
@@ -73,6 +89,8 @@ def _parse(field: dataclasses.Field, name: str, text: str):
     if lowered not in ("1", "0", "true", "false"):
       raise ValueError(f"{name}={text!r}: expected 1, 0, true or false")
     return lowered in ("1", "true")
+  if field.type in (str, "str"):
+    return text.strip()
   try:
     return int(text)
   except ValueError:

@@ -4,6 +4,10 @@ Every case builds a small Keras model with seeded random (asymmetric) weights,
 ports it and compares jitted ``predict`` and un-jitted ``apply`` with Keras's
 own forward pass (``tests/parity.py``). Odd input sizes (7x9, 11x13) exercise
 TF's asymmetric ``same`` padding and windows that do not tile the input.
+
+2-D convolution cases run under every algorithm ``jaxnets.conv_algorithms``'s
+rule can choose (the ``conv_algorithm`` fixture forces each one wherever it
+applies), plus ``auto`` for whole models.
 """
 
 import itertools
@@ -15,12 +19,23 @@ import pytest
 
 import port
 from jaxnets import layers as jlayers
+from jaxnets import settings
 from jaxnets.layers import conv as jconv
 from jaxnets.layers import pooling as jpooling
 from tests import parity
 
 L = keras.layers
 ODD_SIZES = [(7, 9), (11, 13)]
+
+
+CHOSEN_ALGORITHMS = ("direct", "winograd_f2", "im2col")
+
+
+@pytest.fixture(params=CHOSEN_ALGORITHMS)
+def conv_algorithm(request):
+  """Runs the test with 2-D convolutions forced to one algorithm (where it applies)."""
+  with settings.override(conv_algorithm=request.param):
+    yield request.param
 
 
 def _images(shape, seed=0, batch=5):
@@ -54,7 +69,7 @@ CONV2D_CASES = [
   ids=lambda v: str(v).replace(" ", ""),
 )
 def test_conv2d_matches_keras(
-  padding, size, kernel, strides, dilation, activation, use_bias, channels
+  padding, size, kernel, strides, dilation, activation, use_bias, channels, conv_algorithm
 ):
   _check(
     [
@@ -73,7 +88,7 @@ def test_conv2d_matches_keras(
 
 
 @pytest.mark.parametrize("activation", ["relu", "softmax", "swish", "leaky_relu", "selu"])
-def test_conv2d_activations_then_dense_classifier(activation):
+def test_conv2d_activations_then_dense_classifier(activation, conv_algorithm):
   _check(
     [
       L.Conv2D(6, 3, padding="same", activation=activation),
@@ -175,9 +190,15 @@ def _spec_cnn(pooling="max"):
   return keras.Sequential(stack)
 
 
+@pytest.mark.parametrize("algorithm", ("auto",) + CHOSEN_ALGORITHMS)
 @pytest.mark.parametrize("pooling", ["max", "average"])
-def test_spec_cnn_matches_keras(pooling):
+def test_spec_cnn_matches_keras(pooling, algorithm):
   """The spec's CIFAR-10 CNN: values within 1e-5 and identical argmax."""
+  with settings.override(conv_algorithm=algorithm):
+    _check_spec_cnn(pooling)
+
+
+def _check_spec_cnn(pooling):
   model = _spec_cnn(pooling)
   parity.randomize_weights(model, seed=11, scale=0.1)
   x = np.random.default_rng(11).uniform(size=(70, 32, 32, 3)).astype(np.float32)
@@ -185,7 +206,7 @@ def test_spec_cnn_matches_keras(pooling):
   assert ported.param_count == model.count_params()
 
 
-def test_functional_cnn_with_batch_norm_matches_keras():
+def test_functional_cnn_with_batch_norm_matches_keras(conv_algorithm):
   inputs = keras.Input((11, 13, 3))
   h = L.Conv2D(8, 3, strides=2, padding="same", use_bias=False)(inputs)
   h = L.BatchNormalization()(h)

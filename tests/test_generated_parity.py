@@ -8,7 +8,8 @@ causal padding, 1-D pooling), text models (Embedding with or without
 mode, 1-D global pooling) and MLPs — with random asymmetric weights, and
 random inputs: odd sizes, non-finite values, padded token ids of every length
 (all-padding rows included). Each model is ported from the in-memory object
-and from its saved ``.keras`` file, and must either match Keras (max abs
+and from its saved ``.keras`` file, under a drawn 2-D convolution algorithm
+(``jaxnets.conv_algorithms``), and must either match Keras (max abs
 difference <= 1e-5, NaN where Keras has NaN, identical argmax) or be refused
 with an ``UnsupportedLayerError`` naming a layer. Every ported model is then
 saved and reloaded by ``jaxnets.load`` in a fresh process with TensorFlow
@@ -34,6 +35,7 @@ from tests.conftest import REPO_ROOT
 
 keras = pytest.importorskip("keras")
 import port  # noqa: E402  (after the Keras import check)
+from jaxnets import settings as jaxnets_settings  # noqa: E402
 
 ACTIVATIONS = (
   "linear",
@@ -393,11 +395,18 @@ def test_generated_models_port_exactly_or_are_refused_by_name(tmp_path):
       HealthCheck.data_too_large,
     ],
   )
-  @given(case=CASES, seed=st.integers(0, 2**16))
-  def check(case, seed):
+  @given(
+    case=CASES,
+    seed=st.integers(0, 2**16),
+    algorithm=st.sampled_from(("auto", "direct", "winograd_f2", "im2col")),
+  )
+  def check(case, seed, algorithm):
     case_dir = tmp_path / "cases"
     case_dir.mkdir(exist_ok=True)
-    outcomes.append((case.kind, _check_case(case, seed, case_dir, saved)))
+    # Every 2-D convolution algorithm the selection rule can choose, forced
+    # wherever it applies (the TF-free reload below runs the default rule).
+    with jaxnets_settings.override(conv_algorithm=algorithm):
+      outcomes.append((case.kind, _check_case(case, seed, case_dir, saved)))
 
   check()
   assert outcomes, "no example ran"

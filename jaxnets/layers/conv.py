@@ -21,10 +21,12 @@ masking either).
 import dataclasses
 from typing import ClassVar
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 
 from jaxnets import activations
+from jaxnets import conv_algorithms
 from jaxnets import settings
 from jaxnets.layers import base
 from jaxnets.errors import InputError
@@ -142,8 +144,10 @@ class Conv(base.Layer):
     check_window_fits(self, x.shape[1:-1], self.kernel_size, self.dilation_rate, pads)
     kernel = params["kernel"]
     channels = x.shape[-1]
+    algorithm = self._algorithm(x, kernel, training)
     if (
-      self.groups == 1
+      algorithm == "direct"
+      and self.groups == 1
       and 1 < channels < settings.current().conv_pad_odd_channels_below
       and channels % 2
     ):
@@ -152,18 +156,56 @@ class Conv(base.Layer):
       # adds exact zeros to each sum.
       x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, 1)])
       kernel = jnp.pad(kernel, [(0, 0)] * (kernel.ndim - 2) + [(0, 1), (0, 0)])
-    y = lax.conv_general_dilated(
-      x,
-      kernel,
-      window_strides=self.strides,
-      padding=pads,
-      rhs_dilation=self.dilation_rate,
-      dimension_numbers=self.dimension_numbers,
-      feature_group_count=self.groups,
-    )
+    if len(self.kernel_size) == 2:
+      y = conv_algorithms.conv2d(
+        x,
+        kernel,
+        strides=self.strides,
+        padding_pairs=pads,
+        dilation=self.dilation_rate,
+        groups=self.groups,
+        algorithm=algorithm,
+      )
+    else:
+      y = lax.conv_general_dilated(
+        x,
+        kernel,
+        window_strides=self.strides,
+        padding=pads,
+        rhs_dilation=self.dilation_rate,
+        dimension_numbers=self.dimension_numbers,
+        feature_group_count=self.groups,
+      )
     if self.use_bias:
       y = y + params["bias"]
     return activations.get(self.activation)(y), None
+
+  def _algorithm(self, x, kernel, training: bool) -> str:
+    """The ``jaxnets.conv_algorithms`` algorithm for this call's static shapes.
+
+    ``settings.conv_algorithm`` forces one wherever it can compute the conv
+    (tests, comparisons); ``"auto"`` asks ``choose_algorithm``, with the
+    unpadded channel count. 1-D convs stay direct.
+    """
+    if len(self.kernel_size) != 2:
+      return "direct"
+    forced = settings.current().conv_algorithm
+    if forced != "auto":
+      supported = conv_algorithms.supports(
+        forced, kernel.shape, self.strides, self.dilation_rate, self.groups
+      )
+      return forced if supported else "direct"
+    return conv_algorithms.choose_algorithm(
+      kernel.shape,
+      self.strides,
+      self.dilation_rate,
+      self.groups,
+      x.shape[1:3],
+      x.shape[-1],
+      jax.default_backend(),
+      batch=x.shape[0],
+      training=training,
+    )
 
   def init(self, rng, input_shape):
     in_channels = input_shape[-1]
