@@ -147,7 +147,16 @@ class AlgorithmSettings:
       0.89x with 16 and 1.06-1.30x with 32; 64 -> 128 at 8x8 ran 1.40-1.59x,
       3 -> 32 at 32x32 0.68-0.90x. In training Winograd won from 3 input
       channels (3 -> 32: 8-9.5x; 4-32 -> 64: 3.8-6.7x; 64 -> 128: 2.4-2.5x), so
-      there this threshold does not apply.
+      there this threshold does not apply. Only used with
+      ``winograd_at_inference``.
+    winograd_at_inference: whether inference uses Winograd at all. False: the
+      per-layer timings above are of each convolution alone, but inside a
+      model XLA fuses the direct convolution with its bias, activation and
+      pooling, and the spec CNN as a whole (batch 256, jitted forward,
+      interleaved) ran 65 ms with every conv direct against 83 ms with
+      Winograd for the 32- and 64-channel layers (and 99 ms with Winograd
+      everywhere it applies). Training keeps Winograd: there the gradient, not
+      the fusion, dominates.
     im2col_max_patch_features: in training, a conv Winograd cannot compute
       uses im2col when ``kh * kw * in_channels`` is at most this. 576: im2col
       trained 4.4x faster at 1x1 64 -> 128 (64 features) and 3.4x at 3x3
@@ -168,6 +177,7 @@ class AlgorithmSettings:
 
   min_activation_floats: int = 256 * 1024
   winograd_min_in_channels: int = 32
+  winograd_at_inference: bool = False
   im2col_max_patch_features: int = 576
   block_bytes: int = 4 * 1024 * 1024
 
@@ -216,8 +226,8 @@ def choose_algorithm(
   On CPU (measured, see ``AlgorithmSettings``):
 
   - one group, at least ``min_activation_floats``, 3x3, stride 1,
-    dilation 1: Winograd F(2x2, 3x3) in training, and at inference from
-    ``winograd_min_in_channels`` input channels;
+    dilation 1: Winograd F(2x2, 3x3) in training (at inference only with
+    ``winograd_at_inference``, from ``winograd_min_in_channels`` channels);
   - one group, at least ``min_activation_floats``, training, any other kernel
     with ``kh * kw * in_channels <= im2col_max_patch_features``: im2col;
   - otherwise the direct convolution.
@@ -232,7 +242,8 @@ def choose_algorithm(
   if batch * height * width * (in_channels + filters) < settings.min_activation_floats:
     return "direct"
   winograd = (kh, kw) == (3, 3) and tuple(strides) == (1, 1) and tuple(dilation) == (1, 1)
-  if winograd and (training or in_channels >= settings.winograd_min_in_channels):
+  at_inference = settings.winograd_at_inference and in_channels >= settings.winograd_min_in_channels
+  if winograd and (training or at_inference):
     return "winograd_f2"
   if training and not winograd and kh * kw * in_channels <= settings.im2col_max_patch_features:
     return "im2col"

@@ -293,12 +293,13 @@ def test_gradients_match_finite_differences(algorithm):
 
 # (kernel HWIO, strides, dilation, groups, (height, width), batch, training, expected)
 CHOICES = [
-  # The spec CNN at batch 256: Winograd for 32 and 64 input channels, and for
-  # the RGB input layer only in training.
+  # The spec CNN at batch 256: Winograd in training; at inference the direct
+  # convolution (fused with bias, activation and pooling inside the model).
   ((3, 3, 3, 32), (1, 1), (1, 1), 1, (32, 32), 256, False, "direct"),
   ((3, 3, 3, 32), (1, 1), (1, 1), 1, (32, 32), 256, True, "winograd_f2"),
-  ((3, 3, 32, 64), (1, 1), (1, 1), 1, (16, 16), 256, False, "winograd_f2"),
-  ((3, 3, 64, 128), (1, 1), (1, 1), 1, (8, 8), 256, False, "winograd_f2"),
+  ((3, 3, 32, 64), (1, 1), (1, 1), 1, (16, 16), 256, False, "direct"),
+  ((3, 3, 32, 64), (1, 1), (1, 1), 1, (16, 16), 256, True, "winograd_f2"),
+  ((3, 3, 64, 128), (1, 1), (1, 1), 1, (8, 8), 256, False, "direct"),
   ((3, 3, 64, 128), (1, 1), (1, 1), 1, (8, 8), 256, True, "winograd_f2"),
   # Batch 1 (and 16 at 8x8): too little work, direct.
   ((3, 3, 32, 64), (1, 1), (1, 1), 1, (16, 16), 1, False, "direct"),
@@ -324,6 +325,14 @@ def test_choose_algorithm(kernel_shape, strides, dilation, groups, spatial, batc
   assert chosen == expected
   assert ca.supports(chosen, kernel_shape, strides, dilation, groups)
   assert ca.choose_algorithm(*args, "gpu", batch=batch, training=training) == "direct"
+
+
+def test_winograd_at_inference_is_a_setting():
+  opted_in = ca.AlgorithmSettings(winograd_at_inference=True)
+  args = ((3, 3, 32, 64), (1, 1), (1, 1), 1, (16, 16), 32)
+  assert ca.choose_algorithm(*args, "cpu", batch=256, training=False) == "direct"
+  chosen = ca.choose_algorithm(*args, "cpu", batch=256, training=False, settings=opted_in)
+  assert chosen == "winograd_f2"
 
 
 def test_choose_algorithm_only_returns_supported_algorithms():
