@@ -194,5 +194,10 @@ def main(argv) -> None:
     run_inference("python -m bench " + " ".join(sys.argv[1:]))
 
 
-if __name__ == "__main__":
+def run() -> None:
+  """Console-script entry point (``jaxnets-bench``)."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

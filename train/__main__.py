@@ -91,7 +91,12 @@ def main(argv) -> None:
     print(f"  {out.family}/{out.study}: {out.directory}")
 
 
-if __name__ == "__main__":
+def run() -> None:
+  """Console-script entry point (``jaxnets-train``)."""
   # Keep TensorFlow's C++ start-up chatter out of the progress output.
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()
