@@ -12,6 +12,10 @@ Files written into a study directory:
   reading of the numbers, the figure, the per-seed table.
 - ``loss_curves.png``: training (left) and validation (right) loss per epoch,
   one colour per variant: mean over seeds with a min-max band.
+- ``confusion_matrix.png``: the best variant's (highest mean macro F1) test-set
+  confusion matrix, summed over its seeds, from the counts each run stored in
+  ``result.json`` (``test.confusion_matrix``: rows true class, columns
+  predicted). Skipped when those runs predate the stored counts.
 """
 
 import csv
@@ -27,6 +31,10 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: no display on servers/CI
 import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
+import numpy as np  # pylint: disable=wrong-import-position
+from sklearn.metrics import ConfusionMatrixDisplay  # pylint: disable=wrong-import-position
+
+CONFUSION_FILE = "confusion_matrix.png"
 
 # Columns that measure time: they differ between two runs with equal numbers.
 TIMING_COLUMNS = frozenset(
@@ -197,8 +205,10 @@ def write_study(
   histories: Mapping[tuple[str, int], Mapping[str, Sequence[float]]],
   settings: Mapping[str, Any],
   partial: bool = False,
+  class_names: Sequence[str] = (),
 ) -> dict[str, pathlib.Path]:
-  """Writes results.csv, runs.csv, results.md and loss_curves.png into ``study_dir``.
+  """Writes results.csv, runs.csv, results.md, loss_curves.png and
+  confusion_matrix.png into ``study_dir``.
 
   Args:
     study_dir: the study's output directory.
@@ -210,8 +220,11 @@ def write_study(
     settings: ``{label: value}`` listed under the heading (base config,
       recipe, data sizes, versions...).
     partial: mark the report as unfinished (written after each variant).
+    class_names: the labels' names by class index (the confusion matrix's
+      axes); class indices when empty.
   Returns:
-    ``{"csv": path, "runs_csv": path, "md": path, "png": path}``.
+    ``{"csv": path, "runs_csv": path, "md": path, "png": path}``, plus
+    ``"confusion": path`` when the best variant's runs stored their counts.
   """
   study_dir = pathlib.Path(study_dir)
   rows = summarize(variants, records)
@@ -224,14 +237,50 @@ def write_study(
   atomic_write(paths["csv"], _csv_bytes(SUMMARY_COLUMNS, rows))
   atomic_write(paths["runs_csv"], _csv_bytes(RUN_COLUMNS, run_rows(records)))
   atomic_write(paths["png"], _figure_bytes(title, variants, histories))
+  confusion_path = study_dir / CONFUSION_FILE
+  best = best_confusion(rows, records)
+  if best is None:
+    # No stale figure of an earlier best variant may outlive the table.
+    _unlink_quietly(os.fspath(confusion_path))
+  else:
+    paths["confusion"] = confusion_path
+    atomic_write(confusion_path, _confusion_bytes(title, *best, class_names))
   done = len({r["variant"] for r in records})
   atomic_write(
     paths["md"],
     _markdown(
-      title, varies, rows, run_rows(records), settings, partial, done, len(variants)
+      title,
+      varies,
+      rows,
+      run_rows(records),
+      settings,
+      partial,
+      done,
+      len(variants),
+      confusion_variant=None if best is None else best[0],
     ).encode("utf-8"),
   )
   return paths
+
+
+def best_confusion(
+  rows: Sequence[Mapping[str, Any]], records: Sequence[Mapping[str, Any]]
+) -> tuple[str, np.ndarray, int] | None:
+  """``(variant, counts, seeds)``: the best variant's test-set confusion matrix.
+
+  The best variant has the highest mean macro F1 (as in :func:`verdict`); its
+  per-seed matrices (``int (classes, classes)``, rows true class, columns
+  predicted) are summed. ``None`` when there are no rows, or when any of its
+  runs has no stored matrix (a ``result.json`` written before they were kept).
+  """
+  if not rows:
+    return None
+  best = max(rows, key=lambda r: r["macro_f1_mean"])["variant"]
+  runs = [r for r in records if r["variant"] == best]
+  matrices = [r["test"].get("confusion_matrix") for r in runs]
+  if not matrices or any(m is None for m in matrices):
+    return None
+  return best, np.sum([np.asarray(m, np.int64) for m in matrices], axis=0), len(matrices)
 
 
 def read_csv(path: os.PathLike) -> list[dict[str, str]]:
@@ -294,7 +343,9 @@ def _seconds(value: float) -> str:
   return f"{value:.2f}" if value < 10 else f"{value:.0f}"
 
 
-def _markdown(title, varies, rows, runs, settings, partial, done, total) -> str:
+def _markdown(
+  title, varies, rows, runs, settings, partial, done, total, confusion_variant=None
+) -> str:
   parts = [f"# {title}", ""]
   if partial:
     parts += [f"**Partial report: {done} of {total} variants finished.**", ""]
@@ -356,6 +407,13 @@ def _markdown(title, varies, rows, runs, settings, partial, done, total) -> str:
     "",
     "![training and validation loss per epoch](loss_curves.png)",
     "",
+  ]
+  if confusion_variant is not None:
+    parts += [
+      f"![test-set confusion matrix of {confusion_variant}, summed over seeds]({CONFUSION_FILE})",
+      "",
+    ]
+  parts += [
     "<details><summary>Per-seed runs</summary>",
     "",
   ]
@@ -427,6 +485,22 @@ def _figure_bytes(title, variants, histories) -> bytes:
     "(seeds that stopped early drop out of later epochs)",
     fontsize="medium",
   )
+  fig.tight_layout()
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format="png", dpi=110)
+  plt.close(fig)
+  return buffer.getvalue()
+
+
+def _confusion_bytes(title, variant, counts, seeds, class_names) -> bytes:
+  labels = list(class_names) if len(class_names) == len(counts) else list(range(len(counts)))
+  size = max(4.5, 0.55 * len(counts) + 2.5)
+  fig, ax = plt.subplots(figsize=(size, size))
+  ConfusionMatrixDisplay(counts, display_labels=labels).plot(
+    ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45 if len(counts) > 5 else 0
+  )
+  seed_text = f"{seeds} seeds summed" if seeds > 1 else "1 seed"
+  ax.set_title(f"{title}\nbest variant {variant}: test set, {seed_text}", fontsize="medium")
   fig.tight_layout()
   buffer = io.BytesIO()
   fig.savefig(buffer, format="png", dpi=110)

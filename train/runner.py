@@ -3,7 +3,8 @@ write the study reports. This is what ``python -m train`` calls.
 
 Work directory layout (one directory per run, one per study)::
 
-    <workdir>/<family>/<study>/results.{md,csv}, runs.csv, loss_curves.png
+    <workdir>/<family>/<study>/results.{md,csv}, runs.csv, loss_curves.png,
+                                confusion_matrix.png
     <workdir>/<family>/<study>/<variant>/seed<k>/model.keras     the trained model
                                                 /history.json    per-epoch loss/accuracy
                                                 /result.json     written LAST, atomically
@@ -33,7 +34,7 @@ from typing import Any, Callable
 
 import keras
 import numpy as np
-from sklearn.metrics import f1_score
+from sklearn.metrics import confusion_matrix, f1_score
 
 import port
 from train import data as data_lib
@@ -156,6 +157,7 @@ class Dataset:
   num_classes: int
   identity: dict  # what selects these rows (goes into the run key)
   description: str  # for the reports
+  class_names: tuple[str, ...] = ()  # by label index (confusion-matrix axes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,6 +180,13 @@ def _subsample(x: np.ndarray, y: np.ndarray, limit: int | None):
   rng = np.random.default_rng(SUBSAMPLE_SEED)
   keep = np.sort(rng.choice(len(y), size=int(limit), replace=False))
   return x[keep], y[keep]
+
+
+_CLASS_NAMES = {
+  "cifar10": data_lib.CIFAR10_CLASSES,
+  "mnist": tuple(str(digit) for digit in range(10)),
+  "nusax": data_lib.NUSAX_LABELS,
+}
 
 
 def load_dataset(family: studies.Family, settings: Settings) -> Dataset:
@@ -244,6 +253,7 @@ def load_dataset(family: studies.Family, settings: Settings) -> Dataset:
     d.num_classes,
     identity,
     description,
+    _CLASS_NAMES[family.dataset],
   )
 
 
@@ -540,6 +550,9 @@ def port_check(keras_model, model_path: pathlib.Path, dataset: Dataset, repeats:
     "max_abs_diff": float(np.max(np.abs(keras_probs - port_probs))),
     "keras_infer_s": seconds["keras"],
     "port_infer_s": seconds["port"],
+    # Counts, not a figure: the study report rebuilds its figure from
+    # result.json alone. Rows true class, columns predicted (Keras's predictions).
+    "confusion_matrix": confusion_matrix(y, keras_pred, labels=labels).tolist(),
   }
   problems = []
   if result["agreement_pct"] < 100.0:
@@ -735,6 +748,7 @@ def _write_report(family, study, settings, dataset, jobs, records, partial) -> d
     histories=histories,
     settings=_study_settings(family, study, settings, dataset, jobs[0].recipe, records),
     partial=partial,
+    class_names=dataset.class_names,
   )
 
 
@@ -867,6 +881,7 @@ def _run_locked(pairs, workdir, settings, export_dir, log) -> list[StudyOutput]:
     log(
       f"[{family.name}/{study.name}] results: {paths['md']} (table), {paths['csv']}, "
       f"{paths['png']} (loss curves)"
+      + (f", {paths['confusion']} (confusion matrix)" if "confusion" in paths else "")
     )
     outputs.append(StudyOutput(family.name, study.name, paths["md"].parent, paths, rows))
   return outputs
