@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnets import batching
+from jaxnets import export as export_lib
 from jaxnets import saving
 from jaxnets.errors import InputError
 
@@ -233,6 +234,13 @@ class Model:
     }
     params = jax.tree_util.tree_map(np.asarray, self.params)
     return saving.write_folder(directory, architecture, params)
+
+  def export(self, path: str | os.PathLike) -> str:
+    """Writes a deployable folder (``jaxnets.export``): the forward pass as
+    StableHLO with a symbolic batch dimension, the parameters and, for a text
+    model, the preprocessor's config; ``jaxnets.load_exported`` runs it without
+    the layer code. Returns the folder's absolute path."""
+    return export_lib.export(self, path)
 
   def expected_params(self) -> dict[str, Any]:
     """``{layer: {weight: ShapeDtypeStruct}}`` that the layers' hyper-parameters imply."""
