@@ -7,7 +7,9 @@ and the exit codes scripts rely on: 1 with one ``error:`` line naming the culpri
 for bad input, 2 listing the refused layer for a model that cannot be ported.
 """
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -168,3 +170,15 @@ def test_bad_inputs_exit_1_naming_the_culprit(ported, keras_files, tmp_path):
     result = _run(*args)
     assert result.returncode == 1, (args, result.stderr.decode()[-2000:])
     assert culprit in result.stderr.decode(), (args, result.stderr.decode()[-2000:])
+
+
+def test_predict_exits_2_on_a_folder_jaxnets_cannot_load(ported, tmp_path):
+  broken = tmp_path / "broken"
+  shutil.copytree(ported["dir"] / "cnn", broken)
+  architecture = json.loads((broken / "architecture.json").read_text(encoding="utf-8"))
+  architecture["layers"][0]["class"] = "NoSuchLayer"
+  (broken / "architecture.json").write_text(json.dumps(architecture), encoding="utf-8")
+  result = _run("jaxnets.cli", str(broken), f"--input={ported['texts']}")
+  assert result.returncode == 2
+  [line] = _error_lines(result)
+  assert "NoSuchLayer" in line
