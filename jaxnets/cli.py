@@ -29,6 +29,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from jaxnets import cli_support
+
 # jaxnets must not read the project's shared ``flags`` package (only entry
 # points above port may), so this command defines its own absl flags.
 _INPUT = flags.DEFINE_string(
@@ -48,7 +50,11 @@ _PROGRESS_ROWS = flags.DEFINE_integer(
   lower_bound=1,
 )
 
-EXIT_OK, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2
+EXIT_OK, EXIT_USAGE, EXIT_REFUSED = (
+  cli_support.EXIT_OK,
+  cli_support.EXIT_USAGE,
+  cli_support.EXIT_REFUSED,
+)
 
 
 class UsageProblem(ValueError):
@@ -177,18 +183,9 @@ def main(argv) -> None:
   sys.exit(predict_folder(argv[1]))
 
 
-_HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
-
-
 def run() -> None:
   """Console-script entry point (``jaxnets-predict``)."""
-  try:
-    app.run(main)
-  except SystemExit as e:
-    # absl exits 1 after printing --help; asked-for help is a success to a script.
-    if e.code == 1 and any(arg in _HELP_FLAGS for arg in sys.argv[1:]):
-      sys.exit(EXIT_OK)
-    raise
+  cli_support.run(main)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
 import jaxnets  # noqa: E402
+from jaxnets import cli_support  # noqa: E402
 from port import api  # noqa: E402
 from port import registry  # noqa: E402
 
@@ -52,7 +53,11 @@ _CHECK_LENGTH = flags.DEFINE_integer(
 _ATOL = flags.DEFINE_float("atol", 1e-5, "Largest absolute difference the check accepts.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the generated check inputs.")
 
-EXIT_OK, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2
+EXIT_OK, EXIT_USAGE, EXIT_REFUSED = (
+  cli_support.EXIT_OK,
+  cli_support.EXIT_USAGE,
+  cli_support.EXIT_REFUSED,
+)
 
 
 class CheckError(ValueError):
@@ -178,18 +183,9 @@ def main(argv) -> None:
   sys.exit(port_file(argv[1], argv[2]))
 
 
-_HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
-
-
 def run() -> None:
   """Console-script entry point (``jaxnets-port``)."""
-  try:
-    app.run(main)
-  except SystemExit as e:
-    # absl exits 1 after printing --help; asked-for help is a success to a script.
-    if e.code == 1 and any(arg in _HELP_FLAGS for arg in sys.argv[1:]):
-      sys.exit(EXIT_OK)
-    raise
+  cli_support.run(main)
 
 
 if __name__ == "__main__":
