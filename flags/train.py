@@ -88,4 +88,12 @@ TRAINER = flags.DEFINE_enum(
   "and each trained model is written back to Keras with port.to_keras and checked).",
 )
 
+TENSORBOARD = flags.DEFINE_bool(
+  "tensorboard",
+  False,
+  "Also write each run's per-epoch loss, accuracy, val_loss, val_accuracy and learning "
+  "rate to <run_dir>/tb/ while it trains, in TensorBoard's format (Keras's TensorBoard "
+  "callback, or tensorboardX for --trainer=jax). Watch with: tensorboard --logdir runs",
+)
+
 flags.mark_flag_as_required("family")

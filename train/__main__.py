@@ -75,6 +75,7 @@ def main(argv) -> None:
     max_test_rows=train_flags.MAX_TEST_ROWS.value,
     data_dir=common_flags.DATA_DIR.value,
     trainer=train_flags.TRAINER.value,
+    tensorboard=train_flags.TENSORBOARD.value,
   )
   try:
     outputs = runner.run(

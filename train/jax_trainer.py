@@ -179,6 +179,7 @@ def fit(
   params: dict | None = None,
   log: Callable[[str], None] = print,
   stop_after_epoch: int | None = None,
+  on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
 ) -> FitResult:
   """Trains ``model``'s architecture from fresh (or given) parameters.
 
@@ -195,6 +196,9 @@ def fit(
       initialisers and ``config.seed``).
     log: receives one progress line per epoch.
     stop_after_epoch: stop (as if killed) after this epoch; for resume tests.
+    on_epoch_end: called after each epoch with the 1-based epoch and that
+      epoch's ``loss``, ``accuracy``, ``learning_rate`` (and ``val_loss``,
+      ``val_accuracy`` with validation data); e.g. a TensorBoard writer.
   """
   train_model = logits_model(model)
   has_validation = x_val is not None
@@ -273,6 +277,9 @@ def fit(
     meta["epoch_times"].append(elapsed)
     meta["epoch"] = epoch
     log(f"Epoch {epoch}/{config.epochs} - {elapsed:.1f}s - {line}")
+    if on_epoch_end is not None:
+      metrics = {name: values[-1] for name, values in history.items() if values}
+      on_epoch_end(epoch, {**metrics, "learning_rate": float(config.learning_rate)})
     # Keras's rule: stop once `patience` epochs in a row brought no improvement.
     stop = (
       config.patience is not None

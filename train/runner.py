@@ -20,6 +20,7 @@ after ``keras.backend.clear_session()``, with TensorFlow op determinism on, so
 re-running a run gives the same weights and the same table.
 """
 
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -41,6 +42,7 @@ from train import data as data_lib
 from train import models
 from train import report
 from train import studies
+from train import tensorboard_logs
 from train import workdir as workdir_lib
 
 RESULT_FILE = "result.json"
@@ -87,6 +89,9 @@ class Settings:
     trainer: ``"keras"`` (Keras ``fit``, the reference) or ``"jax"`` (the
       jaxnets layers trained by :mod:`train.jax_trainer`; the trained model is
       turned back into Keras with ``port.to_keras`` and checked the same way).
+    tensorboard: also write per-epoch loss, accuracy, validation loss and
+      accuracy and the learning rate to ``<run_dir>/tb/`` as training goes
+      (:mod:`train.tensorboard_logs`); not part of the run key.
   """
 
   seeds: int = 3
@@ -102,6 +107,7 @@ class Settings:
   verbose: int = 2
   timing_repeats: int = 3
   trainer: str = "keras"
+  tensorboard: bool = False
 
   def validate(self) -> None:
     """Raises :class:`ConfigError` naming the first bad value."""
@@ -418,6 +424,9 @@ def _fit_keras(job: Job, dataset: Dataset, settings: Settings):
     monitor=job.recipe.monitor, patience=job.recipe.patience, restore_best_weights=True
   )
   timer = EpochTimer()
+  callbacks = [stopper, timer]
+  if settings.tensorboard:
+    callbacks.append(tensorboard_logs.keras_callback(job.run_dir))
   fit_start = time.perf_counter()
   history = model.fit(
     dataset.x_train,
@@ -427,7 +436,7 @@ def _fit_keras(job: Job, dataset: Dataset, settings: Settings):
     batch_size=job.recipe.batch_size,
     shuffle=True,
     verbose=settings.verbose,
-    callbacks=[stopper, timer],
+    callbacks=callbacks,
   )
   train_time = time.perf_counter() - fit_start
   curves = {k: [float(v) for v in vals] for k, vals in history.history.items()}
@@ -469,18 +478,23 @@ def _fit_jax(job: Job, dataset: Dataset, settings: Settings):
     seed=job.seed,
   )
   log = (lambda line: print(line, flush=True)) if settings.verbose else (lambda line: None)
-  fit_start = time.perf_counter()
-  result = jax_trainer.fit(
-    architecture,
-    dataset.x_train,
-    dataset.y_train,
-    dataset.x_val,
-    dataset.y_val,
-    config,
-    checkpoint_dir=str(_checkpoint_dir(job)),
-    log=log,
-  )
-  train_time = time.perf_counter() - fit_start
+  with contextlib.ExitStack() as stack:
+    writer = None
+    if settings.tensorboard:
+      writer = stack.enter_context(tensorboard_logs.EpochWriter(job.run_dir))
+    fit_start = time.perf_counter()
+    result = jax_trainer.fit(
+      architecture,
+      dataset.x_train,
+      dataset.y_train,
+      dataset.x_val,
+      dataset.y_val,
+      config,
+      checkpoint_dir=str(_checkpoint_dir(job)),
+      log=log,
+      on_epoch_end=writer,
+    )
+    train_time = time.perf_counter() - fit_start
   trained = jaxnets.Model(
     architecture.layers,
     result.params,
