@@ -30,6 +30,7 @@ from bench import report  # pylint: disable=wrong-import-position
 from bench import settings as settings_lib  # pylint: disable=wrong-import-position
 from bench import train_speed  # pylint: disable=wrong-import-position
 from flags import common  # pylint: disable=wrong-import-position
+from jaxnets import cli_support  # pylint: disable=wrong-import-position
 
 TRAIN_SPEED = "train_speed"
 _FULL = settings_lib.Settings()
@@ -196,7 +197,7 @@ def main(argv) -> None:
 
 def run() -> None:
   """Console-script entry point (``jaxnets-bench``)."""
-  app.run(main)
+  cli_support.run(main)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from flags import common as common_flags
 from flags import train as train_flags
 from train import data as data_lib
 from train import studies
+from jaxnets import cli_support
 
 
 def _one_of(allowed):
@@ -34,6 +35,10 @@ def _one_of(allowed):
 
   return check
 
+
+# --help lists the flags of flags/ (absl shows only the main module's own).
+flags.adopt_module_key_flags(train_flags)
+flags.adopt_module_key_flags(common_flags)
 
 flags.register_validator(train_flags.FAMILY, _one_of([*studies.FAMILIES, studies.ALL]))
 flags.register_validator(train_flags.MONITOR, _one_of(studies.MONITORS))
@@ -96,7 +101,7 @@ def run() -> None:
   """Console-script entry point (``jaxnets-train``)."""
   # Keep TensorFlow's C++ start-up chatter out of the progress output.
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  app.run(main)
+  cli_support.run(main)
 
 
 if __name__ == "__main__":
