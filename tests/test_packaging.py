@@ -75,5 +75,13 @@ def test_wheel_builds_installs_and_runs_in_a_fresh_venv(tmp_path):
   assert pathlib.Path(where.strip()).is_relative_to(site)
   for script in SCRIPTS:
     assert (bin_dir / script).is_file(), f"{script} not installed"
-  for script in ("jaxnets-predict", "jaxnets-port"):
-    _run([bin_dir / script, "--help"], cwd=tmp_path)
+  # Installed scripts show the command's docstring and its own flags (absl alone
+  # would print a bare usage line for a console script), and exit 0.
+  key_flags = {
+    "jaxnets-predict": "--input",
+    "jaxnets-port": "--check_inputs",
+    "jaxnets-train": "--family",
+    "jaxnets-bench": "--preset",
+  }
+  for script, flag in key_flags.items():
+    assert flag in _run([bin_dir / script, "--help"], cwd=tmp_path), script
