@@ -13,6 +13,17 @@ A layer is a frozen dataclass of hyper-parameters (fixed when it is built, as in
 - ``check_input(x)``: host-side validation of concrete input values that a
   compiled function cannot report (e.g. token ids out of range).
 
+Several-input layers (merge layers, attention) set the class attribute
+``multiple_inputs = True``; for them the contract reads:
+
+- ``apply(params, xs: tuple, masks: tuple, *, training=False, rng=None) -> (y, mask)``:
+  ``xs`` holds the inputs in the order the layer documents (Keras's call
+  order), ``masks`` one mask or ``None`` per input.
+- ``init(rng, input_shapes: tuple) -> params``: one shape (no batch axis) per input.
+
+A model wires layers together with a ``jaxnets.graph.Graph``; a layer never
+sees the graph.
+
 The registry maps a class name to the class so a saved architecture
 (``get_config`` dicts) can be rebuilt without TensorFlow.
 """
@@ -69,6 +80,8 @@ class Layer:
   # state over masked steps, mask-aware pooling, position-wise layers). The
   # model uses this to cut padded text batches to their longest real sequence.
   trailing_padding_safe: ClassVar[bool] = False
+  # True for a layer taking a tuple of inputs (see the module docstring).
+  multiple_inputs: ClassVar[bool] = False
 
   def apply(
     self,
