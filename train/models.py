@@ -18,6 +18,7 @@ import numpy as np
 POOLING = ("max", "avg")
 HEADS = ("flatten", "global_avg", "global_max")
 CELLS = ("simple_rnn", "lstm")
+TEXT_HEADS = ("last", "global_max")
 
 
 def build_cnn(
@@ -101,6 +102,8 @@ def build_text(
   bidirectional: bool = True,
   embedding_dim: int = 64,
   dropout: float = 0.5,
+  spatial_dropout: float = 0.0,
+  head: str = "last",
   num_classes: int = 3,
   max_tokens: int | None = None,
   sequence_length: int | None = None,
@@ -118,12 +121,20 @@ def build_text(
     bidirectional: wrap every recurrent layer in ``Bidirectional`` (concat).
     embedding_dim: embedding width.
     dropout: rate of the Dropout after the last recurrent layer.
+    spatial_dropout: rate of a ``SpatialDropout1D`` after the embedding (whole
+      embedding channels dropped for every time step); 0 for none. Identity at
+      inference.
+    head: ``"last"`` (the last recurrent layer returns its final state) or
+      ``"global_max"`` (it returns every step, (batch, time, features), and
+      ``GlobalMaxPooling1D`` takes the per-feature maximum over time; as in
+      Keras 3 the pooling ignores the mask).
     num_classes: softmax outputs.
     max_tokens, sequence_length: accepted (and ignored) so that a study config
       can be passed whole; they configure :func:`make_vectorizer`.
   """
   del max_tokens, sequence_length
   _check_choice("cell", cell, CELLS)
+  _check_choice("head", head, TEXT_HEADS)
   units = tuple(units)
   if not units:
     raise ValueError("need at least one recurrent layer (units is empty)")
@@ -136,11 +147,16 @@ def build_text(
       vectorizer.vocabulary_size(), int(embedding_dim), mask_zero=True, name="embedding"
     ),
   ]
+  if spatial_dropout:
+    layers.append(keras.layers.SpatialDropout1D(float(spatial_dropout), name="spatial_dropout"))
   for i, n in enumerate(units, start=1):
-    layer = rnn_class(int(n), return_sequences=i < len(units), name=f"{cell}{i}")
+    sequences = i < len(units) or head == "global_max"
+    layer = rnn_class(int(n), return_sequences=sequences, name=f"{cell}{i}")
     if bidirectional:
       layer = keras.layers.Bidirectional(layer, name=f"bi_{cell}{i}")
     layers.append(layer)
+  if head == "global_max":
+    layers.append(keras.layers.GlobalMaxPooling1D(name="global_max"))
   layers += [
     keras.layers.Dropout(float(dropout), name="dropout"),
     keras.layers.Dense(num_classes, activation="softmax", name="output"),
@@ -152,19 +168,105 @@ def build_mlp(
   *,
   hidden_units: Sequence[int] = (256, 128),
   dropout: float = 0.3,
+  shift: float = 0.0,
   input_dim: int = 784,
   num_classes: int = 10,
   name: str = "mlp",
 ) -> keras.Model:
   """Seed 000's MLP: (batch, 784) -> [Dense ReLU -> Dropout] per hidden layer
-  -> Dense softmax."""
+  -> Dense softmax.
+
+  ``shift`` > 0 adds training-time augmentation in front: the flat rows are
+  viewed as (28, 28, 1) images, ``RandomTranslation`` moves them by up to
+  ``shift`` of their height/width (zero fill; identity at inference), and
+  ``Flatten`` gives the (batch, 784) rows back, so the Dense layers see the
+  same layout either way.
+  """
   layers = [keras.Input(shape=(int(input_dim),), dtype="float32", name="pixels")]
+  if shift:
+    side = int(round(int(input_dim) ** 0.5))
+    layers += [
+      keras.layers.Reshape((side, side, 1), name="as_image"),
+      keras.layers.RandomTranslation(
+        float(shift), float(shift), fill_mode="constant", name="shift"
+      ),
+      keras.layers.Flatten(name="as_rows"),
+    ]
   for i, n in enumerate(hidden_units, start=1):
     layers += [
       keras.layers.Dense(int(n), activation="relu", name=f"dense{i}"),
       keras.layers.Dropout(float(dropout), name=f"dropout{i}"),
     ]
   layers.append(keras.layers.Dense(num_classes, activation="softmax", name="output"))
+  return keras.Sequential(layers, name=name)
+
+
+def build_cnn_bn(
+  *,
+  filters: Sequence[int] = (64, 128, 256),
+  convs_per_block: int = 2,
+  batch_norm: bool = True,
+  flip: bool = True,
+  translate: float = 0.125,
+  head: str = "global_max",
+  dense_units: int = 0,
+  dropout: float = 0.2,
+  input_shape: Sequence[int] = (32, 32, 3),
+  num_classes: int = 10,
+  name: str = "cnn_bn",
+) -> keras.Model:
+  """The ``best`` CNN: augmentation -> conv blocks with batch norm -> head.
+
+  Still a plain CNN of Conv2D / pooling / Dense blocks (NHWC float32 in
+  [0, 1]): optional ``RandomFlip("horizontal")`` and ``RandomTranslation``
+  (up to ``translate`` of the size, reflect fill) at the input, identity at
+  inference; then per block ``convs_per_block`` times ``Conv2D 3x3 'same'``
+  (no bias when followed by ``BatchNormalization``) -> BN -> ReLU, and a 2x2
+  max pooling; then ``head`` (``"flatten"``, ``"global_avg"``,
+  ``"global_max"``), an optional hidden Dense(ReLU), Dropout and softmax.
+  """
+  _check_choice("head", head, HEADS)
+  layers = [keras.Input(shape=tuple(input_shape), dtype="float32", name="image")]
+  if flip:
+    layers.append(keras.layers.RandomFlip("horizontal", name="flip"))
+  if translate:
+    layers.append(
+      keras.layers.RandomTranslation(
+        float(translate), float(translate), fill_mode="reflect", name="translate"
+      )
+    )
+  for b, f in enumerate(filters, start=1):
+    for c in range(1, int(convs_per_block) + 1):
+      tag = f"{b}_{c}"
+      layers.append(
+        keras.layers.Conv2D(
+          int(f),
+          3,
+          padding="same",
+          use_bias=not batch_norm,
+          name=f"conv{tag}",
+          activation=None if batch_norm else "relu",
+        )
+      )
+      if batch_norm:
+        layers += [
+          keras.layers.BatchNormalization(name=f"bn{tag}"),
+          keras.layers.Activation("relu", name=f"relu{tag}"),
+        ]
+    layers.append(keras.layers.MaxPooling2D(2, name=f"pool{b}"))
+  layers.append(
+    {
+      "flatten": keras.layers.Flatten,
+      "global_avg": keras.layers.GlobalAveragePooling2D,
+      "global_max": keras.layers.GlobalMaxPooling2D,
+    }[head](name=head)
+  )
+  if dense_units:
+    layers.append(keras.layers.Dense(int(dense_units), activation="relu", name="dense"))
+  layers += [
+    keras.layers.Dropout(float(dropout), name="dropout"),
+    keras.layers.Dense(num_classes, activation="softmax", name="output"),
+  ]
   return keras.Sequential(layers, name=name)
 
 

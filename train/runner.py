@@ -40,6 +40,7 @@ from sklearn.metrics import confusion_matrix, f1_score
 import port
 from train import data as data_lib
 from train import models
+from train import recipes
 from train import report
 from train import studies
 from train import tensorboard_logs
@@ -417,6 +418,9 @@ def train_and_check(job: Job, dataset: Dataset, settings: Settings) -> dict:
 
 def _fit_keras(job: Job, dataset: Dataset, settings: Settings):
   """Keras ``fit`` with EarlyStopping (restore best); returns the trained model."""
+  if job.study.name == studies.BEST:  # optimiser, schedule, extra data: train/recipes.py
+    extra = [tensorboard_logs.keras_callback(job.run_dir)] if settings.tensorboard else []
+    return recipes.fit_keras(job, dataset, settings, extra)
   model = models.compile_model(
     _build_model(job.family, job.config, dataset), job.recipe.learning_rate
   )
@@ -707,7 +711,9 @@ def _study_settings(family, study, settings, dataset, recipe, records) -> dict[s
   return {
     "family": f"{family.title}, builder `train.models.{family.builder}`",
     "base config": f"`{base}`",
-    "recipe": (
+    "recipe": recipes.describe(family.base, recipe)
+    if study.name == studies.BEST
+    else (
       f"Adam (lr {recipe.learning_rate:g}), sparse categorical cross-entropy, "
       f"batch {recipe.batch_size}, at most {recipe.epochs} epochs, "
       f"EarlyStopping({recipe.monitor}, patience {recipe.patience}, restore best "
@@ -809,6 +815,11 @@ def run(
     if export_dir is not None:
       export_dir = pathlib.Path(export_dir) / settings.trainer
 
+  if settings.trainer != "keras" and any(s.name == studies.BEST for _, s in pairs):
+    raise ConfigError(
+      f"the {studies.BEST} studies train with Keras only (their optimisers, schedules and "
+      f"augmentation are Keras's); got --trainer={settings.trainer}"
+    )
   backend = keras.backend.backend()
   if backend != "tensorflow" and any(f.dataset == "nusax" for f, _ in pairs):
     raise ConfigError(

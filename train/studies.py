@@ -15,6 +15,8 @@ import hashlib
 import json
 from typing import Any, Mapping
 
+from train import recipes
+
 ALL = "all"
 MONITORS = ("val_loss", "val_accuracy")
 
@@ -252,6 +254,27 @@ MLP = Family(
 FAMILIES: dict[str, Family] = {f.name: f for f in (CNN, RNN, LSTM, MLP)}
 
 
+# ------------------------------------------------------------------------ best
+# Per family, a `best` study (issue 15): the best recipe found and, as more
+# variants, that recipe minus one trick at a time (train/recipes.py). Its base
+# config and recipe are not the spec's, so it lives in a family of its own
+# (same name, dataset and title); `--study=best` selects it and `--study=all`
+# leaves it out (the spec's studies stay exactly as they were).
+BEST = recipes.BEST
+
+
+def _best_family(fam: Family) -> Family:
+  spec = recipes.SPECS[fam.name]
+  variants = tuple(Variant(name, dict(overrides)) for name, overrides in spec.ablations)
+  study = Study(BEST, "the best recipe, then minus one trick at a time", variants)
+  return dataclasses.replace(
+    fam, builder=spec.builder, base=dict(spec.base), recipe=Recipe(**spec.recipe), studies=(study,)
+  )
+
+
+BEST_FAMILIES: dict[str, Family] = {name: _best_family(f) for name, f in FAMILIES.items()}
+
+
 def family(name: str) -> Family:
   """The family called ``name``; ``ValueError`` listing the valid names otherwise."""
   if name not in FAMILIES:
@@ -274,12 +297,15 @@ def resolve(family_name: str, study_name: str) -> list[tuple[Family, Study]]:
       )
     return [(f, s) for f in FAMILIES.values() for s in f.studies]
   fam = family(family_name)
+  if study_name == BEST:
+    best = BEST_FAMILIES[fam.name]
+    return [(best, best.study(BEST))]
   if study_name == ALL:
     return [(fam, s) for s in fam.studies]
   if study_name not in fam.study_names:
     raise ValueError(
       f"unknown study {study_name!r} for family {fam.name!r}; valid "
-      f"studies: {', '.join(fam.study_names)} (or {ALL!r})"
+      f"studies: {', '.join(fam.study_names)}, {BEST} (or {ALL!r})"
     )
   return [(fam, fam.study(study_name))]
 
