@@ -86,6 +86,11 @@ def export(model, path: str | os.PathLike, *, platforms=PLATFORMS) -> str:
   batch size with thresholds, which a symbolic batch cannot answer. An
   existing export folder at ``path`` is replaced as a whole.
   """
+  if model.num_inputs != 1 or not model.graph.single_output:
+    raise ValueError(
+      f"model {model.name!r}: export supports models with one input and one output; this one "
+      f"has {model.num_inputs} input(s) and {len(model.graph.outputs)} output(s)"
+    )
   path = os.path.abspath(os.fspath(path))
   if os.path.exists(path) and not os.path.isfile(os.path.join(path, META_FILE)):
     if os.path.isfile(path) or os.listdir(path):

@@ -2,8 +2,9 @@
 
 Layout of a folder written by ``Model.save``::
 
-    <folder>/architecture.json   format version, name, input spec, layer configs,
-                                 and the parameters' manifest and digest
+    <folder>/architecture.json   format version, name, input spec(s), layer configs,
+                                 the graph wiring the layers (format 3), and the
+                                 parameters' manifest and digest
     <folder>/params/             orbax-checkpoint of {layer: {weight: array}}
 
 Writing: both parts go into a fresh hidden sibling folder, which replaces the
@@ -32,9 +33,11 @@ from typing import Any
 
 import numpy as np
 
-FORMAT_VERSION = 2
-# Folders of format 1 (no manifest, no digest) still load.
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+# Folders of format 1 (no manifest, no digest) and 2 (no graph: a chain) still
+# load. Format 3 adds "graph" and "inputs"; an older jaxnets refuses it rather
+# than running a graph as a chain.
+READABLE_VERSIONS = (1, 2, 3)
 ARCHITECTURE_FILE = "architecture.json"
 PARAMS_DIR = "params"
 INPUT_DTYPES = ("float32", "int32", "string")
@@ -197,19 +200,28 @@ def read_architecture(directory: str) -> dict[str, Any]:
     if key not in arch:
       raise _fail(directory, f"{ARCHITECTURE_FILE}: missing key {key!r}")
   _expect(directory, "'name'", arch.get("name", "model"), str, "a string")
-  shape = _expect(directory, "'input_shape'", arch["input_shape"], list, "a list")
-  for i, dim in enumerate(shape):
-    if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool) or dim < 1):
+  specs = [("input_shape", arch["input_shape"], "input_dtype", arch["input_dtype"])]
+  if arch.get("inputs") is not None:
+    inputs = _expect(directory, "'inputs'", arch["inputs"], list, "a list")
+    for i, spec in enumerate(inputs):
+      where = f"inputs[{i}]"
+      _expect(directory, where, spec, dict, 'an object {"name", "shape", "dtype"}')
+      _expect(directory, f"{where}.name", spec.get("name"), str, "a string")
+      specs.append((f"{where}.shape", spec.get("shape"), f"{where}.dtype", spec.get("dtype")))
+  for shape_where, shape, dtype_where, dtype in specs:
+    _expect(directory, f"'{shape_where}'", shape, list, "a list")
+    for i, dim in enumerate(shape):
+      if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool) or dim < 1):
+        raise _fail(
+          directory,
+          f"{ARCHITECTURE_FILE}: {shape_where}[{i}] must be a positive int or null, found {dim!r}",
+        )
+    if dtype not in INPUT_DTYPES:
       raise _fail(
         directory,
-        f"{ARCHITECTURE_FILE}: input_shape[{i}] must be a positive int or null, found {dim!r}",
+        f"{ARCHITECTURE_FILE}: {dtype_where} must be one of {', '.join(INPUT_DTYPES)}, "
+        f"found {dtype!r}",
       )
-  if arch["input_dtype"] not in INPUT_DTYPES:
-    raise _fail(
-      directory,
-      f"{ARCHITECTURE_FILE}: input_dtype must be one of {', '.join(INPUT_DTYPES)}, "
-      f"found {arch['input_dtype']!r}",
-    )
   layers = _expect(directory, "'layers'", arch["layers"], list, "a list")
   specs = [(f"layers[{i}]", spec) for i, spec in enumerate(layers)]
   if arch.get("preprocessor") is not None:
