@@ -309,19 +309,19 @@ def test_unsupported_cnn_layer_class_is_named():
   model = keras.Sequential(
     [
       keras.Input((8, 8, 3)),
-      L.DepthwiseConv2D(3, name="depthwise"),
+      L.AdaptiveMaxPooling2D((4, 4), name="adaptive"),
       L.Conv2D(2, 3, activation=lambda t: t * 2, name="custom_act"),
       L.GlobalAveragePooling2D(),
     ]
   )
   problems = port.unsupported(model)
   assert [(name, cls) for name, cls, _ in problems] == [
-    ("depthwise", "DepthwiseConv2D"),
+    ("adaptive", "AdaptiveMaxPooling2D"),
     ("custom_act", "Conv2D"),
   ]
   assert "no jaxnets converter" in problems[0][2]
   assert "activation" in problems[1][2]
-  with pytest.raises(port.UnsupportedLayerError, match=r"(?s)'depthwise'.*'custom_act'"):
+  with pytest.raises(port.UnsupportedLayerError, match=r"(?s)'adaptive'.*'custom_act'"):
     port.load(model)
 
 

@@ -6,11 +6,16 @@ Importing this package registers every layer class (see ``base.register``), whic
 
 from jaxnets.layers import base
 from jaxnets.layers import conv
+from jaxnets.layers import conv_extra
 from jaxnets.layers import core
 from jaxnets.layers import embedding
+from jaxnets.layers import norm_extra
 from jaxnets.layers import normalization
 from jaxnets.layers import pooling
 from jaxnets.layers import recurrent
+from jaxnets.layers import shape
+from jaxnets.layers import spatial
+from jaxnets.layers import wrappers
 from jaxnets.layers.base import Layer, layer_class, register
 from jaxnets.layers.conv import Conv1D, Conv2D
 from jaxnets.layers.core import Activation, Dense, Dropout, Flatten, ReLU, Reshape, Softmax
@@ -31,11 +36,16 @@ from jaxnets.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 __all__ = [
   "base",
   "conv",
+  "conv_extra",
   "core",
   "embedding",
+  "norm_extra",
   "normalization",
   "pooling",
   "recurrent",
+  "shape",
+  "spatial",
+  "wrappers",
   "Layer",
   "layer_class",
   "register",
