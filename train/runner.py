@@ -39,6 +39,7 @@ from sklearn.metrics import confusion_matrix, f1_score
 
 import port
 from train import data as data_lib
+from train import keras_inputs
 from train import models
 from train import recipes
 from train import report
@@ -433,12 +434,8 @@ def _fit_keras(job: Job, dataset: Dataset, settings: Settings):
     callbacks.append(tensorboard_logs.keras_callback(job.run_dir))
   fit_start = time.perf_counter()
   history = model.fit(
-    dataset.x_train,
-    dataset.y_train,
-    validation_data=(dataset.x_val, dataset.y_val),
+    **keras_inputs.fit_arguments(dataset, job.recipe.batch_size),
     epochs=job.recipe.epochs,
-    batch_size=job.recipe.batch_size,
-    shuffle=True,
     verbose=settings.verbose,
     callbacks=callbacks,
   )
@@ -543,7 +540,10 @@ def port_check(keras_model, model_path: pathlib.Path, dataset: Dataset, repeats:
 
   def keras_predict():
     outputs.setdefault(
-      "keras", keras_model.predict(dataset.x_test, batch_size=PREDICT_BATCH, verbose=0)
+      "keras",
+      keras_model.predict(
+        **keras_inputs.predict_arguments(dataset.x_test, PREDICT_BATCH), verbose=0
+      ),
     )
 
   def port_predict():
