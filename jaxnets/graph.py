@@ -27,10 +27,17 @@ __all__ = ["Graph", "Node"]
 
 @dataclasses.dataclass(frozen=True)
 class Node:
-  """``layers`` (names, applied in order) on the tensors numbered ``inputs``."""
+  """``layers`` (names, applied in order) on the tensors numbered ``inputs``.
+
+  ``clear_masks``: after the node runs, its input tensors carry no mask for
+  the nodes that follow. Keras's MultiHeadAttention does this to the tensors
+  it is called on (``set_keras_mask(query, None)``...), so a later layer
+  reading the same tensor sees it unmasked; the port reproduces it.
+  """
 
   layers: tuple[str, ...]
   inputs: tuple[int, ...]
+  clear_masks: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,6 +147,9 @@ class Graph:
         count += 1
         args = [y]
       tensors.append(args[0])
+      if node.clear_masks:
+        for t in node.inputs:
+          tensors[t] = (tensors[t][0], None)
     return tensors
 
   def structure(self, values: Sequence[Any]):
@@ -154,7 +164,11 @@ class Graph:
   def get_config(self) -> dict[str, Any]:
     return {
       "num_inputs": self.num_inputs,
-      "nodes": [{"layers": list(n.layers), "inputs": list(n.inputs)} for n in self.nodes],
+      "nodes": [
+        {"layers": list(n.layers), "inputs": list(n.inputs)}
+        | ({"clear_masks": True} if n.clear_masks else {})
+        for n in self.nodes
+      ],
       "outputs": list(self.outputs),
       "output_names": None if self.output_names is None else list(self.output_names),
       "output_list": self.output_list,
@@ -176,17 +190,23 @@ class Graph:
       raise ValueError(f"graph.nodes must be a list, found {nodes_spec!r:.80}")
     nodes = []
     for i, spec in enumerate(nodes_spec):
-      if not isinstance(spec, dict) or set(spec) != {"layers", "inputs"}:
-        raise ValueError(f"graph.nodes[{i}] must be an object with layers and inputs")
+      if not isinstance(spec, dict) or not {"layers", "inputs"} <= set(spec) <= {
+        "layers",
+        "inputs",
+        "clear_masks",
+      }:
+        raise ValueError(f"graph.nodes[{i}] must be an object with layers, inputs (clear_masks)")
+      clear = spec.get("clear_masks", False)
+      if not isinstance(clear, bool):
+        raise ValueError(f"graph.nodes[{i}].clear_masks must be true or false")
       layer_names = spec["layers"]
       if not isinstance(layer_names, list) or not all(isinstance(n, str) for n in layer_names):
         raise ValueError(f"graph.nodes[{i}].layers must be a list of layer names")
       inputs = spec["inputs"]
       if not isinstance(inputs, list):
         raise ValueError(f"graph.nodes[{i}].inputs must be a list of tensor numbers")
-      nodes.append(
-        Node(tuple(layer_names), tuple(_int(t, f"graph.nodes[{i}].inputs") for t in inputs))
-      )
+      numbers = tuple(_int(t, f"graph.nodes[{i}].inputs") for t in inputs)
+      nodes.append(Node(tuple(layer_names), numbers, clear))
     outputs = config.get("outputs")
     if not isinstance(outputs, list):
       raise ValueError(f"graph.outputs must be a list, found {outputs!r:.80}")

@@ -1,18 +1,25 @@
 """Keras model (object or file) -> jaxnets ``Model``.
 
-``load`` walks the Keras model's layers in order, checks every one with its
-converter's ``build`` half (collecting *all* problems before converting
+``load`` reads the Keras model as a graph (``_Wiring``: functional graphs,
+nested models and Sequentials inlined, shared layers converted once), checks
+every layer with its converter's ``build`` half and every ``keras.ops`` node
+against the supported arithmetic (collecting *all* problems before converting
 anything), then copies the weights. ``unsupported`` reports the problems
 without raising.
 """
 
+import dataclasses
 import os
 import zipfile
 from typing import Any
 
 import jaxnets
+from jaxnets import graph as graph_lib
+from jaxnets.layers import merge
 from port import converters  # noqa: F401  (importing it registers every layer record)
 from port import registry
+from port.converters import attention as attention_converters
+from port.converters import merge as merge_converters
 
 # Keras layers that only describe the input; they carry no computation.
 _INPUT_CLASSES = ("InputLayer",)
@@ -88,56 +95,376 @@ def _check_portable(model) -> None:
 
 
 def flat_layers(model) -> list:
-  """The model's computation layers in order, nested models flattened.
+  """The model's computation layers, nested models flattened, each once, in graph order."""
+  _check_portable(model)
+  wiring = _Wiring.of(model)
+  return [layer for layer in wiring.keras_layers if type(layer).__name__ not in _INPUT_CLASSES]
 
-  Only a single chain is accepted: one input, one output, each layer fed by
-  exactly the previous layer's output. Anything else is reported as an
-  ``UnsupportedLayerError`` naming the offending layer.
+
+class _Wiring:
+  """A Keras model read as a ``jaxnets.graph.Graph`` over converted layers.
+
+  Walks the functional graph in Keras's own execution order (nodes by
+  decreasing depth), inlining nested models and Sequentials. Every Keras layer
+  is converted once (``build``), however many times it is called; every call is
+  a graph node. ``keras.ops`` arithmetic nodes become ``Arithmetic`` layers.
+  Nodes that only compute a mask Keras attaches to a tensor (an Embedding's
+  ``not_equal``) are skipped: jaxnets layers compute masks themselves. Every
+  problem is collected in ``problems`` rather than raised.
   """
+
+  def __init__(self):
+    self.problems: list[tuple[str, str, str]] = []
+    self.numbers: dict[int, int] = {}  # id(KerasTensor) -> tensor number
+    self.nodes: list[graph_lib.Node] = []
+    self.num_inputs = 0
+    self.built: dict[int, tuple] = {}  # id(keras layer) -> (layer, converter, built layers)
+    self.keras_layers: list = []
+    self.names: set[str] = set()
+    self.preprocessor = None  # (keras layer, converter, built)
+    self.string_input: int | None = None
+    self.op_layers: list = []  # Arithmetic layers standing for keras.ops nodes
+
+  @classmethod
+  def of(cls, model) -> "_Wiring":
+    wiring = cls()
+    inputs = list(model.inputs)
+    wiring.num_inputs = len(inputs)
+    for number, tensor in enumerate(inputs):
+      wiring.numbers[id(tensor)] = number
+      if _dtype_name(tensor) == "string":
+        wiring.string_input = number
+    outputs = wiring._model(model, list(range(len(inputs))), prefix="")
+    wiring.outputs = outputs
+    wiring.inputs = inputs
+    return wiring
+
+  # ------------------------------------------------------------------ walking
+  def _problem(self, layer, reason: str) -> None:
+    self.problems.append((getattr(layer, "name", "?"), type(layer).__name__, reason))
+
+  def _model(self, model, input_numbers: list[int], prefix: str) -> list[int]:
+    """Adds ``model``'s computation on tensors ``input_numbers``; returns its outputs' numbers."""
+    import keras  # pylint: disable=import-outside-toplevel
+
+    if isinstance(model, keras.Sequential):
+      return self._sequential(model, input_numbers, prefix)
+    if not any(c.__name__ == "Functional" for c in type(model).__mro__):
+      self._problem(
+        model,
+        f"nested model {model.name!r} is a subclassed keras.Model: its computation is Python "
+        "code in call(), which cannot be ported exactly",
+      )
+      return [self._dead() for _ in model.outputs or [None]]
+    local: dict[int, int] = {}
+    if len(model.inputs) != len(input_numbers):
+      self._problem(model, f"called on {len(input_numbers)} tensors, takes {len(model.inputs)}")
+      return [self._dead() for _ in model.outputs]
+    for tensor, number in zip(model.inputs, input_numbers):
+      local[id(tensor)] = number
+    masks = _mask_ids(model)
+    for depth in sorted(model._nodes_by_depth, reverse=True):  # pylint: disable=protected-access
+      for node in model._nodes_by_depth[depth]:  # pylint: disable=protected-access
+        if not node.operation or node.is_input:
+          continue
+        if node.outputs and all(id(t) in masks for t in node.outputs):
+          continue  # computes a mask jaxnets layers compute themselves
+        self._node(node, local, masks, prefix)
+    return [self._number(local, t, model) for t in model.outputs]
+
+  def _sequential(self, model, input_numbers: list[int], prefix: str) -> list[int]:
+    import keras  # pylint: disable=import-outside-toplevel
+
+    if len(input_numbers) != 1:
+      self._problem(model, f"a Sequential takes one input, called on {len(input_numbers)}")
+      return [self._dead()]
+    number = input_numbers[0]
+    for layer in model.layers:
+      if type(layer).__name__ in _INPUT_CLASSES:
+        continue
+      if isinstance(layer, keras.Model):
+        number = self._model(layer, [number], prefix + model.name + "/")[0]
+        continue
+      number = self._layer_call(layer, [number], [], {}, prefix + model.name + "/")
+    return [number]
+
+  def _number(self, local: dict, tensor, where) -> int:
+    number = local.get(id(tensor))
+    if number is None:
+      self._problem(
+        where, f"tensor {getattr(tensor, 'name', tensor)!r} is not computed from the inputs"
+      )
+      return self._dead()
+    return number
+
+  def _dead(self) -> int:
+    """A tensor number standing for a value that could not be wired (a problem is recorded)."""
+    return -1
+
+  def _node(self, node, local: dict, masks: set, prefix: str) -> None:
+    import keras  # pylint: disable=import-outside-toplevel
+    from keras import tree  # pylint: disable=import-outside-toplevel
+
+    op = node.operation
+    args, kwargs = node.arguments.args, dict(node.arguments.kwargs)
+    if len(node.outputs) != 1:
+      self._problem(
+        op, f"returns {len(node.outputs)} tensors (only single-output calls are supported)"
+      )
+      for t in node.outputs:
+        local[id(t)] = self._dead()
+      return
+    output = node.outputs[0]
+    tensor_args = [a for a in tree.flatten((args, kwargs)) if isinstance(a, keras.KerasTensor)]
+    for tensor in tensor_args:
+      if id(tensor) in masks and not _is_own_mask(tensor, args, kwargs):
+        self._problem(
+          op,
+          "takes a mask tensor as an explicit input (only masks that ride along "
+          "with their tensors, as Keras propagates them, are supported)",
+        )
+        local[id(output)] = self._dead()
+        return
+    # Masks passed by keyword are the inputs' own (checked above): jaxnets passes
+    # each tensor's mask along with it.
+    for key in [k for k in kwargs if k == "mask" or k.endswith("_mask") and k != "attention_mask"]:
+      kwargs.pop(key)
+    training = kwargs.pop("training", None)
+    if training:
+      self._problem(op, "is called with training=True (inference is what jaxnets reproduces)")
+    if isinstance(op, keras.Model):
+      if kwargs:
+        self._problem(op, f"nested model called with unsupported argument(s) {sorted(kwargs)}")
+      numbers = [self._number(local, t, op) for t in tree.flatten(args)]
+      outputs = self._model(op, numbers, prefix + op.name + "/")
+      if len(outputs) != 1:
+        self._problem(op, "a nested model with several outputs is not supported")
+        local[id(output)] = self._dead()
+        return
+      local[id(output)] = outputs[0]
+      return
+    if not isinstance(op, keras.layers.Layer):
+      local[id(output)] = self._operation(op, args, kwargs, local)
+      return
+    class_name = type(op).__name__
+    if class_name in _PREPROCESSOR_CLASSES:
+      local[id(output)] = self._preprocessor(op, args, kwargs, local, prefix)
+      return
+    binder = _BINDERS.get(class_name, _bind_default)
+    try:
+      tensors, options = binder(op, args, kwargs)
+    except registry.UnsupportedLayerError as e:
+      self.problems.append((e.layer_name, e.class_name, e.reason))
+      local[id(output)] = self._dead()
+      return
+    numbers = [self._number(local, t, op) for t in tensors]
+    local[id(output)] = self._layer_call(op, numbers, options, kwargs, prefix)
+
+  def _operation(self, op, args, kwargs, local) -> int:
+    """A ``keras.ops`` node (``x + y``, ``x * 0.5``...) as an ``Arithmetic`` layer."""
+    import keras  # pylint: disable=import-outside-toplevel
+
+    class_name = type(op).__name__
+    name = merge_converters.OPS.get(class_name)
+    if name is None or kwargs or len(args) != 2:
+      self._problem(
+        op,
+        f"keras.ops operation {class_name} is not supported in a ported graph (supported: "
+        f"{', '.join(sorted(merge_converters.OPS))} of two operands, tensors or numbers)",
+      )
+      return self._dead()
+    operands, numbers = [], []
+    for a in args:
+      if isinstance(a, keras.KerasTensor):
+        if _dtype_name(a) != "float32":
+          self._problem(op, f"operand {a.name!r} has dtype {_dtype_name(a)} (only float32)")
+        operands.append(None)
+        numbers.append(self._number(local, a, op))
+      elif isinstance(a, (int, float)) and not isinstance(a, bool):
+        operands.append(float(a))
+      else:
+        self._problem(op, f"operand {a!r:.60} is neither a tensor nor a Python number")
+        return self._dead()
+    if not numbers:
+      self._problem(op, "has no tensor operand")
+      return self._dead()
+    layer = merge.Arithmetic(name=self._unique(op.name, op), op=name, operands=tuple(operands))
+    self.op_layers.append(layer)
+    return self._append((layer.name,), numbers)
+
+  def _preprocessor(self, op, args, kwargs, local, prefix) -> int:
+    tensors = [a for a in args]
+    source = local.get(id(tensors[0])) if len(tensors) == 1 and not kwargs else None
+    if self.preprocessor is not None or prefix or source is None or source != self.string_input:
+      self._problem(
+        op,
+        "a text preprocessing layer is only supported when fed directly by the model's single "
+        "string input (it becomes the host-side preprocessor)",
+      )
+      return self._dead()
+    converter = registry.converter_for(type(op).__name__)
+    built = self._build(op, converter, op.name)
+    if built is None:
+      return self._dead()
+    self.preprocessor = (op, converter, built)
+    self.keras_layers.append(op)
+    self.string_input = None  # its token ids are the graph's input 0 from now on
+    return source
+
+  # --------------------------------------------------------------- layers
+  def _layer_call(self, layer, numbers: list[int], options, kwargs, prefix: str) -> int:
+    """One call of a Keras layer on tensors ``numbers``; returns its output's number."""
+    if kwargs:
+      self._problem(layer, f"is called with unsupported argument(s) {sorted(kwargs)}")
+      return self._dead()
+    if self.string_input is not None and self.string_input in numbers:
+      self._problem(layer, "reads the raw string input (only a TextVectorization layer may)")
+      return self._dead()
+    entry = self.built.get(id(layer))
+    if entry is None:
+      converter = registry.converter_for(type(layer).__name__)
+      if converter is None:
+        self.problems.append((layer.name, type(layer).__name__, _no_converter(layer)))
+        self.built[id(layer)] = entry = [None, None, None]
+      else:
+        built = self._build(layer, converter, self._unique(layer.name, layer, prefix))
+        self.built[id(layer)] = entry = [converter, built, None]
+        self.keras_layers.append(layer)
+    converter, built, bound_options = entry
+    if built is None:
+      return self._dead()
+    # Call-time options (use_causal_mask...) become the layer's own; a shared
+    # layer must be called with the same ones everywhere.
+    if bound_options is None:
+      entry[2] = dict(options)
+      if options:
+        built = entry[1] = [dataclasses.replace(built[0], **options)] + list(built[1:])
+    elif bound_options != options:
+      self._problem(layer, "is called with different call options at different places")
+      return self._dead()
+    if not built:  # converts to nothing (an identity)
+      if len(numbers) != 1:
+        self._problem(layer, "converts to no computation but takes several inputs")
+        return self._dead()
+      return numbers[0]
+    many = built[0].multiple_inputs
+    if not many and len(numbers) != 1:
+      self._problem(layer, f"takes one input, called on {len(numbers)}")
+      return self._dead()
+    # Keras's MultiHeadAttention strips the masks off the tensors it is called on.
+    clear = type(layer).__name__ in _CLEARS_INPUT_MASKS
+    return self._append(tuple(l.name for l in built), numbers, clear)
+
+  def _append(self, names, numbers, clear_masks: bool = False) -> int:
+    if any(n < 0 for n in numbers):
+      return self._dead()
+    self.nodes.append(graph_lib.Node(tuple(names), tuple(numbers), clear_masks))
+    return self.num_inputs + len(self.nodes) - 1
+
+  def _build(self, layer, converter, name: str):
+    cfg = registry.ConfigReader(name, type(layer).__name__, layer.get_config())
+    try:
+      built = converter.build(cfg)
+      cfg.finish()
+    except registry.UnsupportedLayerError as e:
+      self.problems.append((e.layer_name, e.class_name, e.reason))
+      return None
+    return list(built)
+
+  def _unique(self, name: str, layer, prefix: str = "") -> str:
+    """``name``, or ``prefix + name`` when another layer of a nested model took it."""
+    del layer
+    candidate = name if name not in self.names else prefix + name
+    suffix = 2
+    while candidate in self.names:
+      candidate = f"{prefix}{name}_{suffix}"
+      suffix += 1
+    self.names.add(candidate)
+    return candidate
+
+  # ----------------------------------------------------------------- result
+  def layers_and_params(self) -> tuple[list, dict]:
+    layers, params, seen = [], {}, set()
+    for keras_layer in self.keras_layers:
+      if keras_layer is (self.preprocessor or (None,))[0]:
+        continue
+      if not hasattr(keras_layer, "get_config") or id(keras_layer) not in self.built:
+        continue
+      converter, built, _ = self.built[id(keras_layer)]
+      params.update(converter.weights(keras_layer, built))
+      for layer in built:
+        if layer.name not in seen:
+          seen.add(layer.name)
+          layers.append(layer)
+    return layers + self.op_layers, params
+
+
+def _dtype_name(tensor) -> str:
+  return str(getattr(tensor.dtype, "name", tensor.dtype))
+
+
+def _mask_ids(model) -> set[int]:
+  """ids of every tensor Keras attaches to another as its mask, in ``model``'s graph."""
+  out = set()
+  for nodes in model._nodes_by_depth.values():  # pylint: disable=protected-access
+    for node in nodes:
+      for tensor in list(node.outputs) + list(node.arguments.keras_tensors):
+        mask = getattr(tensor, "_keras_mask", None)
+        if mask is not None:
+          out.add(id(mask))
+  return out
+
+
+def _is_own_mask(mask, args, kwargs) -> bool:
+  """Whether ``mask`` is passed by keyword as the mask of one of the call's tensors."""
+  from keras import tree  # pylint: disable=import-outside-toplevel
+
+  positional = tree.flatten(args)
+  for key, value in kwargs.items():
+    if key == "mask" or key.endswith("_mask") and key != "attention_mask":
+      for m in tree.flatten(value):
+        if m is mask:
+          owners = positional + [v for k, v in kwargs.items() if not k.endswith("mask")]
+          return any(getattr(t, "_keras_mask", None) is mask for t in owners)
+  return False
+
+
+def _bind_default(layer, args, kwargs):
+  """A layer called on one tensor, or a merge layer on a list of tensors."""
   import keras  # pylint: disable=import-outside-toplevel
 
-  _check_portable(model)
-  if len(model.inputs or []) != 1 or len(model.outputs or []) != 1:
-    raise registry.UnsupportedLayerError(
-      model.name,
-      type(model).__name__,
-      f"only single-input, single-output models are supported; this one has "
-      f"{len(model.inputs or [])} inputs and {len(model.outputs or [])} outputs",
+  error = registry.UnsupportedLayerError
+  if len(args) != 1:
+    raise error(
+      layer.name, type(layer).__name__, f"is called with {len(args)} positional arguments"
     )
-  layers = [l for l in model.layers if type(l).__name__ not in _INPUT_CLASSES]
-  if not isinstance(model, keras.Sequential):
-    previous = model.inputs[0]
-    for layer in layers:
-      # Keras has no public accessor for the call graph of a layer.
-      nodes = layer._inbound_nodes  # pylint: disable=protected-access
-      if len(nodes) != 1:
-        raise registry.UnsupportedLayerError(
-          layer.name,
-          type(layer).__name__,
-          f"layer is called {len(nodes)} times (shared layers are not supported)",
-        )
-      # The mask Keras propagates from the previous output arrives as the
-      # `mask` keyword; it is that output's own mask, not a second input.
-      previous_mask = getattr(previous, "_keras_mask", None)
-      inputs = [
-        t for t in nodes[0].input_tensors if previous_mask is None or t is not previous_mask
-      ]
-      if len(inputs) != 1 or inputs[0] is not previous:
-        raise registry.UnsupportedLayerError(
-          layer.name,
-          type(layer).__name__,
-          "the model is not a single chain: this layer does not take exactly the "
-          "previous layer's output (branches, merges and skip connections are "
-          "not supported)",
-        )
-      previous = nodes[0].output_tensors[0]
-  out = []
-  for layer in layers:
-    if isinstance(layer, keras.Model):
-      out.extend(flat_layers(layer))
-    else:
-      out.append(layer)
-  return out
+  (arg,) = args
+  if isinstance(arg, (list, tuple)) and all(isinstance(a, keras.KerasTensor) for a in arg):
+    return list(arg), {}
+  if not isinstance(arg, keras.KerasTensor):
+    raise error(
+      layer.name, type(layer).__name__, f"is called on {type(arg).__name__}, not a tensor"
+    )
+  return [arg], {}
+
+
+def _no_converter(layer) -> str:
+  class_name = type(layer).__name__
+  custom = not type(layer).__module__.startswith("keras.")
+  advice = (
+    "it is a custom layer (defined in "
+    f"{type(layer).__module__}); replace it with built-in Keras layers, or "
+    "register a port record for it in port/converters"
+    if custom
+    else f"supported: {', '.join(registry.supported_classes())}"
+  )
+  return f"no jaxnets converter for Keras class {class_name} ({advice})"
+
+
+# Keras layers whose call removes the masks of the tensors they are given.
+_CLEARS_INPUT_MASKS = ("MultiHeadAttention",)
+# Keras class -> how its call arguments map to jaxnets inputs and options.
+_BINDERS = {**attention_converters.BINDERS}
 
 
 def check_layers(layers) -> tuple[list, list[tuple[str, str, str]]]:
@@ -175,61 +502,91 @@ def check_layers(layers) -> tuple[list, list[tuple[str, str, str]]]:
   return built, problems
 
 
+def _wired(model) -> _Wiring:
+  """The model's wiring; structural problems are in ``problems`` (raises only for
+  a model that cannot be read as a graph at all)."""
+  _check_portable(model)
+  wiring = _Wiring.of(model)
+  if wiring.string_input is not None:
+    wiring.problems.append(
+      (model.name, type(model).__name__, "string input without a TextVectorization layer on it")
+    )
+  if wiring.preprocessor is not None and wiring.num_inputs != 1:
+    wiring.problems.append(
+      (model.name, type(model).__name__, "a text model must have a single (string) input")
+    )
+  for tensor in wiring.inputs:
+    dtype = _dtype_name(tensor)
+    if dtype != "string" and "int" not in dtype and dtype != "float32":
+      wiring.problems.append(
+        (
+          model.name,
+          type(model).__name__,
+          f"input dtype {dtype!r} is not supported (only float32, int, string)",
+        )
+      )
+  return wiring
+
+
 def unsupported(src) -> list[tuple[str, str, str]]:
   """Every ``(layer name, Keras class, reason)`` that stops ``load(src)``."""
   model = load_keras(src)
   try:
-    layers = flat_layers(model)
+    return _wired(model).problems
   except registry.UnsupportedLayerError as e:
     return [(e.layer_name, e.class_name, e.reason)]
-  return check_layers(layers)[1]
 
 
 def load(src) -> jaxnets.Model:
   """Ports a Keras model (object, ``.keras`` or ``.h5`` path) to jaxnets.
 
-  Raises ``UnsupportedModelError`` (a ``ValueError``) listing every layer or
-  option that cannot be reproduced exactly, before converting anything.
+  Any functional graph of supported layers ports: branches and merges,
+  several inputs and outputs (returned in Keras's structure), nested models,
+  shared layers. Raises ``UnsupportedModelError`` (a ``ValueError``) listing
+  every layer, option or operation that cannot be reproduced exactly, before
+  converting anything.
   """
   model = load_keras(src)
-  built, problems = check_layers(flat_layers(model))
-  if problems:
-    raise registry.UnsupportedModelError(problems)
-
-  preprocessor, layers, params = None, [], {}
-  for keras_layer, converter, result in built:
-    if type(keras_layer).__name__ in _PREPROCESSOR_CLASSES:
-      # A preprocessor's state (an adapted vocabulary) is not in its config: the
-      # converter's weights half returns the finished preprocessor.
-      preprocessor = converter.weights(keras_layer, result).get(result[0].name, result[0])
-      continue
-    layers.extend(result)
-    params.update(converter.weights(keras_layer, result))
-
-  spec = model.inputs[0]
-  dtype = str(getattr(spec.dtype, "name", spec.dtype))
-  if preprocessor is not None or dtype == "string":
-    if preprocessor is None:
-      raise registry.UnsupportedLayerError(
-        model.name, type(model).__name__, "string input without a TextVectorization first layer"
-      )
-    input_dtype, input_shape = "string", ()
-  else:
-    input_dtype = "float32" if "float" in dtype else "int32"
-    if "float" not in dtype and "int" not in dtype:
-      raise registry.UnsupportedLayerError(
-        model.name, type(model).__name__, f"input dtype {dtype!r} is not supported"
-      )
-    if "float" in dtype and dtype != "float32":
-      raise registry.UnsupportedLayerError(
-        model.name, type(model).__name__, f"input dtype {dtype!r} is not supported (only float32)"
-      )
-    input_shape = tuple(spec.shape[1:])
+  wiring = _wired(model)
+  if wiring.problems:
+    raise registry.UnsupportedModelError(wiring.problems)
+  preprocessor = None
+  if wiring.preprocessor is not None:
+    keras_layer, converter, built = wiring.preprocessor
+    # A preprocessor's state (an adapted vocabulary) is not in its config: the
+    # converter's weights half returns the finished preprocessor.
+    preprocessor = converter.weights(keras_layer, built).get(built[0].name, built[0])
+  layers, params = wiring.layers_and_params()
+  struct = getattr(model, "_outputs_struct", None)
+  names, output_list = None, False
+  outputs = tuple(wiring.outputs)
+  if isinstance(struct, dict):
+    # Keras returns the dict in the order it was given; model.outputs is sorted.
+    by_id = {id(t): n for t, n in zip(model.outputs, wiring.outputs)}
+    names = tuple(struct)
+    outputs = tuple(by_id[id(struct[k])] for k in names)
+  elif len(outputs) > 1:
+    output_list = True
+  graph = graph_lib.Graph(wiring.num_inputs, tuple(wiring.nodes), outputs, names, output_list)
+  shapes, dtypes = [], []
+  for tensor in wiring.inputs:
+    dtype = _dtype_name(tensor)
+    if dtype == "string":
+      shapes.append(())
+      dtypes.append("string")
+    else:
+      shapes.append(tuple(tensor.shape[1:]))
+      dtypes.append("float32" if "float" in dtype else "int32")
+  single = wiring.num_inputs == 1
   return jaxnets.Model(
     layers,
     params,
-    input_shape=input_shape,
-    input_dtype=input_dtype,
+    input_shape=shapes[0] if single else shapes,
+    input_dtype=dtypes[0] if single else dtypes,
     preprocessor=preprocessor,
     name=model.name,
+    graph=graph,
+    input_names=[t._keras_history.operation.name for t in wiring.inputs]  # pylint: disable=protected-access
+    if not single
+    else None,
   )
