@@ -4,11 +4,13 @@ Importing this package registers every layer class (see ``base.register``), whic
 ``jaxnets.load`` needs to rebuild a saved architecture.
 """
 
+from jaxnets.layers import attention
 from jaxnets.layers import base
 from jaxnets.layers import conv
 from jaxnets.layers import conv_extra
 from jaxnets.layers import core
 from jaxnets.layers import embedding
+from jaxnets.layers import merge
 from jaxnets.layers import norm_extra
 from jaxnets.layers import normalization
 from jaxnets.layers import pooling
@@ -34,11 +36,13 @@ from jaxnets.layers.pooling import (
 from jaxnets.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 
 __all__ = [
+  "attention",
   "base",
   "conv",
   "conv_extra",
   "core",
   "embedding",
+  "merge",
   "norm_extra",
   "normalization",
   "pooling",
