@@ -97,3 +97,46 @@ TENSORBOARD = flags.DEFINE_bool(
 )
 
 flags.mark_flag_as_required("family")
+
+# ------------------------------------------------ where the runs train (train/executors/)
+
+EXECUTOR = flags.DEFINE_enum(
+  "executor",
+  "local",
+  ["local", "ray"],
+  "Where the runs of the sweep train. local: on this machine, one at a time in this "
+  "process, or --workers at once in worker processes. ray: one Ray task per run, on a "
+  "local Ray instance or the cluster at --ray_address (needs: pip install -e '.[ray]'). "
+  "The driver writes every run directory either way; workers need no shared file system.",
+)
+
+WORKERS = flags.DEFINE_integer(
+  "workers",
+  1,
+  "--executor=local: runs trained at once, each in its own worker process "
+  "(1: in this process, today's behaviour).",
+  lower_bound=1,
+)
+
+RAY_ADDRESS = flags.DEFINE_string(
+  "ray_address",
+  None,
+  "--executor=ray: address of a running Ray cluster's head node, host:port (from "
+  "`ray start --head`), or ray://host:10001 for Ray Client; unset: start a local Ray "
+  "instance for this command and shut it down afterwards.",
+)
+
+CPUS_PER_RUN = flags.DEFINE_float(
+  "cpus_per_run",
+  1.0,
+  "--executor=ray: CPUs each run reserves (Ray starts no more runs than the nodes' CPUs allow).",
+  lower_bound=0.0,
+)
+
+GPUS_PER_RUN = flags.DEFINE_float(
+  "gpus_per_run",
+  0.0,
+  "--executor=ray: GPUs each run reserves; 1 trains one run per GPU (Ray sets "
+  "CUDA_VISIBLE_DEVICES for it), fractions share a GPU.",
+  lower_bound=0.0,
+)

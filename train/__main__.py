@@ -4,6 +4,8 @@
     python -m train --family=rnn                       # every rnn study
     python -m train --family=mlp --seeds=1             # seed 000's MNIST recipe
     python -m train --family=cnn --study=pooling --epochs=15 --export_dir=results
+    python -m train --family=rnn --study=cells --workers=2        # 2 runs at once
+    python -m train --family=cnn --executor=ray --ray_address=head:6379 --gpus_per_run=1
 
 Flags are defined in ``flags/train.py`` and ``flags/common.py``; this module checks
 their values against the studies and datasets that define them (at parse time,
@@ -22,6 +24,9 @@ from flags import common as common_flags
 from flags import train as train_flags
 from train import data as data_lib
 from train import studies
+from train.executors import base as executors_base
+from train.executors import choose as executors
+from train.executors import ray_cluster
 from jaxnets import cli_support
 
 
@@ -58,12 +63,52 @@ def _study_belongs_to_family(values) -> bool:
   return True
 
 
+@flags.multi_flags_validator(
+  ["executor", "workers", "ray_address", "cpus_per_run", "gpus_per_run"],
+  message="executor flags do not fit together",
+)
+def _executor_flags(values) -> bool:
+  if values["executor"] == "ray":
+    if values["workers"] != 1:
+      raise flags.ValidationError(
+        "--workers is for --executor=local; with --executor=ray, --cpus_per_run and "
+        "--gpus_per_run decide how many runs share the nodes"
+      )
+    if not values["cpus_per_run"] and not values["gpus_per_run"]:
+      raise flags.ValidationError("--cpus_per_run=0 needs --gpus_per_run > 0")
+    if not ray_cluster.ray_installed():
+      raise flags.ValidationError(
+        f"--executor=ray needs Ray, which is not installed: {ray_cluster.INSTALL}"
+      )
+  else:
+    ray_only = {
+      "ray_address": values["ray_address"] is not None,
+      "cpus_per_run": values["cpus_per_run"] != 1.0,
+      "gpus_per_run": values["gpus_per_run"] != 0.0,
+    }
+    given = [f"--{name}" for name, set_ in ray_only.items() if set_]
+    if given:
+      raise flags.ValidationError(f"{', '.join(given)} only apply to --executor=ray")
+  return True
+
+
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected positional arguments: {' '.join(argv[1:])}")
   if not flags.FLAGS["verbosity"].present:
     # Libraries' INFO logs (orbax's per-checkpoint lines) would bury the progress.
     logging.set_verbosity(logging.WARNING)
+  try:
+    # Checked before any work: Ray importable, --ray_address answering (seconds).
+    executor = executors.make(
+      train_flags.EXECUTOR.value,
+      workers=train_flags.WORKERS.value,
+      ray_address=train_flags.RAY_ADDRESS.value,
+      cpus_per_run=train_flags.CPUS_PER_RUN.value,
+      gpus_per_run=train_flags.GPUS_PER_RUN.value,
+    )
+  except executors_base.ExecutorError as e:
+    sys.exit(f"error: {e}")
   # Imported after flag parsing (not to dodge a cycle): the runner pulls in
   # Keras and TensorFlow, and a bad flag should fail in a fraction of a second.
   from train import runner  # pylint: disable=import-outside-toplevel
@@ -89,9 +134,19 @@ def main(argv) -> None:
       common_flags.WORKDIR.value,
       settings,
       export_dir=train_flags.EXPORT_DIR.value,
+      executor=executor,
     )
-  except (data_lib.DataError, runner.ConfigError, runner.SettingsMismatchError) as e:
+  except (
+    data_lib.DataError,
+    runner.ConfigError,
+    runner.SettingsMismatchError,
+    executors_base.ExecutorError,
+    executors_base.RunFailed,
+  ) as e:
     sys.exit(f"error: {e}")
+  except KeyboardInterrupt:
+    print("\ninterrupted: every finished run is kept; re-run the command to resume", flush=True)
+    sys.exit(130)
   print("\nResults (tables: results.md / results.csv, figure: loss_curves.png):")
   for out in outputs:
     print(f"  {out.family}/{out.study}: {out.directory}")

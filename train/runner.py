@@ -41,6 +41,7 @@ import port
 from train import data as data_lib
 from train import keras_inputs
 from train import models
+from train.executors import base as executors_base
 from train import recipes
 from train import report
 from train import studies
@@ -636,12 +637,18 @@ class _Progress:
   def __init__(self, to_train: int, seeds: int, log: Callable[[str], None]):
     self.to_train, self.seeds, self.trained, self.durations = to_train, seeds, 0, []
     self.start, self.log = time.perf_counter(), log
+    self.slots = 1  # runs trained at once (an executor's workers)
 
   def eta(self) -> str:
     if not self.durations:
       return "ETA --:-- (after the first run)"
     remaining = max(self.to_train - self.trained, 0)
-    return f"ETA {_clock(remaining * sum(self.durations) / len(self.durations))}"
+    if self.slots > 1:
+      # Runs overlap: the wall time per finished run so far, workers' start-up included.
+      per_run = (time.perf_counter() - self.start) / self.trained
+    else:
+      per_run = sum(self.durations) / len(self.durations)
+    return f"ETA {_clock(remaining * per_run)}"
 
   def prefix(self, job: Job) -> str:
     return (
@@ -668,7 +675,69 @@ class _Progress:
     )
 
 
-def _jobs(family, study, settings, dataset, workdir) -> list[Job]:
+class _Runs:
+  """Hands out each run's record: trained here, or received from an executor.
+
+  Without an executor a run trains in this process when the study loop reaches
+  it (the embedded path). With one, every run to train is submitted up front
+  and each is written to the work directory (:func:`executors_base.write_run`)
+  as soon as it comes back, whatever the order; the study loop then picks the
+  records up in its own order, so reports are written exactly as before.
+  """
+
+  def __init__(self, executor, settings: Settings, progress: _Progress, log):
+    self.executor, self.settings, self.progress, self.log = executor, settings, progress, log
+    self.submitted: dict[str, Job] = {}
+    self.records: dict[str, dict] = {}
+
+  def submit(self, jobs: list[Job]) -> None:
+    if self.executor is None or not jobs:
+      return
+    self.executor.start(self.log)
+    self.progress.slots = max(1, min(self.executor.slots, len(jobs)))
+    # verbose=0: per-epoch lines of several workers would interleave.
+    remote = dataclasses.replace(self.settings, verbose=0)
+    backend = keras.backend.backend()
+    for job in jobs:
+      self.submitted[job.run_key] = job
+      label = f"{job.family.name}/{job.study.name}/{job.variant.name} seed {job.seed}"
+      spec = executors_base.RunSpec(
+        job.family.name,
+        job.study.name,
+        job.variant.name,
+        job.seed,
+        job.run_key,
+        remote,
+        backend,
+        label,
+      )
+      self.executor.submit(spec)
+    self.log(f"{len(jobs)} runs submitted; one line per finished run")
+
+  def is_submitted(self, job: Job) -> bool:
+    return self.submitted.get(job.run_key) is job
+
+  def record(self, job: Job, dataset: Dataset) -> dict:
+    if self.executor is None:
+      self.progress.training(job)
+      start = time.perf_counter()
+      record = train_and_check(job, dataset, self.settings)
+      self.progress.finished(job, record, time.perf_counter() - start)
+      return record
+    while job.run_key not in self.records:
+      for output in self.executor.wait():
+        done = self.submitted[output.run_key]
+        executors_base.write_run(done.run_dir, output, RESULT_FILE)
+        if output.failure:
+          raise PortMismatchError(output.failure.replace("{run_dir}", os.fspath(done.run_dir)))
+        record = read_result(done.run_dir)
+        self.records[output.run_key] = record
+        self.progress.finished(done, record, record["wall_time_s"])
+    return self.records[job.run_key]
+
+
+def plan_jobs(family, study, settings, dataset, workdir) -> list[Job]:
+  """The study's runs, variant by variant, seed by seed, with their keys and directories."""
   recipe = settings.recipe(family)
   jobs = []
   for vi, variant in enumerate(study.variants):
@@ -780,6 +849,7 @@ def run(
   *,
   export_dir: os.PathLike | None = None,
   log: Callable[[str], None] = lambda s: print(s, flush=True),
+  executor: executors_base.Executor | None = None,
 ) -> list[StudyOutput]:
   """Runs a study (or ``"all"`` studies of a family, or of every family).
 
@@ -791,6 +861,11 @@ def run(
     export_dir: also copy each study's tables and figure to
       ``<export_dir>/<family>/<study>/`` (e.g. the repository's ``results/``).
     log: progress sink (one line per call).
+    executor: where the runs train (:mod:`train.executors`): None trains them
+      here, one after another; an executor gets every missing run at once and
+      returns each run's files, which this process writes. It is started only
+      when something is left to train, and closed (or, on an error or Ctrl-C,
+      cancelled with every finished run kept) before this returns.
   Returns:
     One :class:`StudyOutput` per study, in the order they ran.
   Raises:
@@ -833,12 +908,12 @@ def run(
 
   try:
     with workdir_lib.WorkdirLock(workdir):
-      return _run_locked(pairs, workdir, settings, export_dir, log)
+      return _run_locked(pairs, workdir, settings, export_dir, log, executor)
   except workdir_lib.WorkdirError as e:
     raise ConfigError(str(e)) from None
 
 
-def _run_locked(pairs, workdir, settings, export_dir, log) -> list[StudyOutput]:
+def _run_locked(pairs, workdir, settings, export_dir, log, executor) -> list[StudyOutput]:
   """``run``'s work, while this process holds ``workdir``."""
   datasets: dict[str, Dataset] = {}
   plan = []  # (family, study, jobs)
@@ -847,11 +922,11 @@ def _run_locked(pairs, workdir, settings, export_dir, log) -> list[StudyOutput]:
       log(f"loading data for {family.name} ...")
       datasets[family.name] = load_dataset(family, settings)
       log(f"  {datasets[family.name].description}")
-    plan.append((family, study, _jobs(family, study, settings, datasets[family.name], workdir)))
+    plan.append((family, study, plan_jobs(family, study, settings, datasets[family.name], workdir)))
 
   # Check every existing result before training anything; count what is left.
   indexes = {f.name: _finished_runs(workdir, f) for f, _, _ in plan}
-  planned_keys, to_train = set(), 0
+  planned_keys, to_train, train_jobs = set(), 0, []
   for family, _, jobs in plan:
     for job in jobs:
       record = read_result(job.run_dir)
@@ -869,6 +944,7 @@ def _run_locked(pairs, workdir, settings, export_dir, log) -> list[StudyOutput]:
       ):
         to_train += 1
         planned_keys.add(job.run_key)
+        train_jobs.append(job)
   progress = _Progress(to_train, settings.seeds, log)
   log(
     f"{sum(len(j) for _, _, j in plan)} runs in {len(plan)} stud"
@@ -876,24 +952,41 @@ def _run_locked(pairs, workdir, settings, export_dir, log) -> list[StudyOutput]:
     f"shared between studies. Work directory: {workdir}"
   )
 
+  runs = _Runs(executor, settings, progress, log)
+  try:
+    runs.submit(train_jobs)
+    return _run_studies(plan, datasets, indexes, runs, workdir, settings, export_dir, log)
+  except BaseException:
+    if executor is not None and executor.pending:
+      log(
+        f"stopping {executor.pending} unfinished run(s); every finished run is kept, "
+        "re-run the command to resume"
+      )
+      executor.cancel()
+    raise
+  finally:
+    if executor is not None:
+      executor.close()
+
+
+def _run_studies(plan, datasets, indexes, runs, workdir, settings, export_dir, log):
+  """Collects every study's records in order (training or waiting for them), writes reports."""
+  progress = runs.progress
   outputs = []
   for family, study, jobs in plan:
     dataset, index = datasets[family.name], indexes[family.name]
     records = []
     for vi, variant in enumerate(study.variants):
       for job in (j for j in jobs if j.variant_index == vi):
-        record = read_result(job.run_dir)
+        record = None if runs.is_submitted(job) else read_result(job.run_dir)
         if record is not None:
           log(f"{progress.prefix(job)} finished already, skipped")
         elif job.run_key in index:
           record = _reuse(job, index[job.run_key], workdir)
           log(f"{progress.prefix(job)} same config and seed as {record['reused_from']}: reused")
         else:
-          progress.training(job)
-          start = time.perf_counter()
-          record = train_and_check(job, dataset, settings)
+          record = runs.record(job, dataset)
           index[job.run_key] = job.run_dir
-          progress.finished(job, record, time.perf_counter() - start)
         records.append(record)
       last = vi == len(study.variants) - 1
       paths = _write_report(family, study, settings, dataset, jobs, records, partial=not last)
