@@ -274,3 +274,67 @@ def test_jaxnets_layers_validate_options():
     spatial.UpSampling1D(name="u", size=(2,), interpolation="bilinear")
   with pytest.raises(ValueError, match="data_format"):
     spatial.Cropping2D(name="c", cropping=((1, 1), (1, 1)), data_format="nchw")
+
+
+# ------------------------------------------------------- Resizing, CenterCrop
+RESIZE_SIZES = [(5, 7), (14, 3), (9, 9), (4, 13)]
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+@pytest.mark.parametrize("size", RESIZE_SIZES, ids=str)
+@pytest.mark.parametrize("aspect", ["none", "crop", "pad"])
+def test_resizing_matches_keras(size, interpolation, aspect):
+  _check(
+    [
+      L.Conv2D(3, 2),
+      L.Resizing(
+        *size,
+        interpolation=interpolation,
+        crop_to_aspect_ratio=aspect == "crop",
+        pad_to_aspect_ratio=aspect == "pad",
+        fill_value=0.5,
+      ),
+    ],
+    (8, 11, 2),
+  )
+
+
+def test_resizing_channels_first_matches_keras():
+  _check([L.Resizing(7, 4, data_format="channels_first", crop_to_aspect_ratio=True)], (3, 9, 6))
+
+
+@pytest.mark.parametrize("size", [(5, 7), (7, 10), (9, 4), (12, 13), (3, 15)], ids=str)
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_center_crop_matches_keras(size, data_format):
+  """Crops when the image is large enough, crops-to-aspect and resizes when not."""
+  shape = (8, 11, 2) if data_format == "channels_last" else (2, 8, 11)
+  _check([L.CenterCrop(*size, data_format=data_format)], shape)
+
+
+@pytest.mark.parametrize(
+  "options,message",
+  [
+    (dict(interpolation="bicubic"), "interpolation='bicubic'"),
+    (dict(interpolation="area"), "interpolation='area'"),
+    (dict(antialias=True), "antialias=True"),
+  ],
+)
+def test_inexact_resizing_options_are_refused_by_name(options, message):
+  model = keras.Sequential([keras.Input((6, 6, 2)), L.Resizing(3, 4, name="resize", **options)])
+  with pytest.raises(port.UnsupportedLayerError, match=rf"'resize'.*{message}"):
+    port.load(model)
+
+
+def test_resizing_and_center_crop_round_trip_to_keras():
+  model = _model(
+    [
+      L.Resizing(9, 6, interpolation="nearest", pad_to_aspect_ratio=True, fill_value=-1.0),
+      L.CenterCrop(5, 7),
+    ],
+    (8, 11, 2),
+  )
+  ported = port.load(model)
+  rebuilt = port.to_keras(ported)
+  x = _images((8, 11, 2), 3, 2)
+  np.testing.assert_allclose(np.asarray(rebuilt(x)), ported.predict(x), atol=parity.ATOL, rtol=0)
+  assert [l.get_config()["height"] for l in rebuilt.layers] == [9, 5]

@@ -15,6 +15,7 @@ from jaxnets.layers import norm_extra
 from jaxnets.layers import normalization
 from jaxnets.layers import pooling
 from jaxnets.layers import recurrent
+from jaxnets.layers import resizing
 from jaxnets.layers import shape
 from jaxnets.layers import spatial
 from jaxnets.layers import wrappers
@@ -47,6 +48,7 @@ __all__ = [
   "normalization",
   "pooling",
   "recurrent",
+  "resizing",
   "shape",
   "spatial",
   "wrappers",

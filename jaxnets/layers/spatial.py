@@ -132,7 +132,7 @@ class UpSampling(_Spatial):
       return x, None
     # TF interpolates along the width first, then the height.
     for axis, factor in reversed(list(zip(axes, self.size))):
-      x = _linear_resize(x, axis, x.shape[axis] * factor)
+      x = linear_resize(x, axis, x.shape[axis] * factor)
     return x, None
 
 
@@ -149,7 +149,7 @@ def half_pixel_sources(in_size: int, out_size: int):
   return lower, upper, (position - floor).astype(np.float32)
 
 
-def _linear_resize(x, axis: int, out_size: int):
+def linear_resize(x, axis: int, out_size: int):
   """``lower + (upper - lower) * lerp`` along ``axis`` (TF's ``compute_lerp``)."""
   lower, upper, lerp = half_pixel_sources(x.shape[axis], out_size)
   low = jnp.take(x, lower, axis=axis)

@@ -1,12 +1,16 @@
-"""Records for Keras's zero padding, cropping, up-sampling and 3-D pooling layers.
+"""Records for Keras's zero padding, cropping, up-sampling, resizing and 3-D pooling layers.
 
-The reshaping layers accept both ``data_format`` values: they move values along
-the spatial axes only, so ``channels_first`` is computed exactly too. 3-D
-pooling is channels-last only, as the other pooling layers are.
+The reshaping and resizing layers accept both ``data_format`` values: they move
+or interpolate values along the spatial axes only, so ``channels_first`` is
+computed exactly too. 3-D pooling is channels-last only, as the other pooling
+layers are. Resizing is exact for ``bilinear`` and ``nearest`` without
+antialiasing (TF's half-pixel kernels); other interpolations and
+``antialias=True`` (TF's ``scale_and_translate``) are refused by name.
 """
 
 import math
 
+from jaxnets.layers import resizing
 from jaxnets.layers import spatial
 from port import registry
 from port.converters import conv_extra as conv_extra_converters
@@ -94,6 +98,38 @@ def _global_pooling(layer_class):
   return build
 
 
+def _size(cfg: registry.ConfigReader) -> dict:
+  height, width = cfg.get("height"), cfg.get("width")
+  if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (height, width)):
+    raise cfg.error(f"options height={height!r}, width={width!r} must be positive ints")
+  return {"height": height, "width": width}
+
+
+def resizing_layer(cfg):
+  cfg.dtype()
+  cfg.expect("antialias", False, default=False)
+  cfg.expect("fill_mode", "constant", default="constant")
+  fill_value = cfg.get("fill_value", 0.0)
+  if isinstance(fill_value, bool) or not isinstance(fill_value, (int, float)):
+    raise cfg.error(f"option fill_value={fill_value!r} is not a number")
+  return [
+    resizing.Resizing(
+      name=cfg.layer_name,
+      data_format=_layout(cfg),
+      interpolation=cfg.expect("interpolation", *resizing.INTERPOLATIONS, default="bilinear"),
+      crop_to_aspect_ratio=bool(cfg.get("crop_to_aspect_ratio", False)),
+      pad_to_aspect_ratio=bool(cfg.get("pad_to_aspect_ratio", False)),
+      fill_value=float(fill_value),
+      **_size(cfg),
+    )
+  ]
+
+
+def center_crop(cfg):
+  cfg.dtype()
+  return [resizing.CenterCrop(name=cfg.layer_name, data_format=_layout(cfg), **_size(cfg))]
+
+
 # ------------------------------------------------------------------ inverses
 
 
@@ -142,6 +178,28 @@ def _global_pooling_to_keras(keras, layer):
   return getattr(keras.layers, type(layer).__name__)(keepdims=layer.keepdims, name=layer.name)
 
 
+def _resizing_to_keras(keras, layer):
+  return keras.layers.Resizing(
+    name=layer.name,
+    **core_converters.options(
+      layer,
+      "height",
+      "width",
+      "interpolation",
+      "crop_to_aspect_ratio",
+      "pad_to_aspect_ratio",
+      "fill_value",
+      "data_format",
+    ),
+  )
+
+
+def _center_crop_to_keras(keras, layer):
+  return keras.layers.CenterCrop(
+    name=layer.name, **core_converters.options(layer, "height", "width", "data_format")
+  )
+
+
 # --------------------------------------------------------------- FLOP counts
 
 
@@ -157,6 +215,18 @@ def _up_sampling_flops(layer, in_shape, out_shape) -> int:
   # Width first (height still at its input size), then height at full width.
   width_pass = spatial_in[0] * spatial_out[1] * channels
   return 3 * (width_pass + math.prod(spatial_out) * channels)
+
+
+def _resizing_flops(layer, in_shape, out_shape) -> int:
+  """Bilinear: 3 FLOPs per interpolated value along each axis (as up-sampling),
+  counted at the output size; nearest, crops and pads are copies."""
+  if getattr(layer, "interpolation", "bilinear") == "nearest":
+    return 0
+  if isinstance(layer, resizing.CenterCrop):
+    image = in_shape[:2] if layer.data_format == "channels_last" else in_shape[1:]
+    if image[0] >= layer.height and image[1] >= layer.width:
+      return 0  # a plain crop
+  return 2 * 3 * math.prod(out_shape)
 
 
 def _pooling_flops(layer, in_shape, out_shape) -> int:
@@ -236,3 +306,21 @@ for _layer in (spatial.GlobalMaxPooling3D, spatial.GlobalAveragePooling3D):
       flops=_global_pooling_flops,
     )
   )
+registry.register(
+  registry.LayerRecord(
+    layer=resizing.Resizing,
+    keras_class="Resizing",
+    build=resizing_layer,
+    to_keras=_resizing_to_keras,
+    flops=_resizing_flops,
+  )
+)
+registry.register(
+  registry.LayerRecord(
+    layer=resizing.CenterCrop,
+    keras_class="CenterCrop",
+    build=center_crop,
+    to_keras=_center_crop_to_keras,
+    flops=_resizing_flops,
+  )
+)
