@@ -38,6 +38,10 @@ def _assign(keras_layer, params: dict) -> None:
         f"{value.shape}, Keras expects {tuple(variable.shape)}"
       )
     variable.assign(value)
+  if hasattr(keras_layer, "finalize_state"):
+    # Keras's Normalization computes with a copy of its statistics made when it
+    # was built; this refreshes the copy from the weights just written.
+    keras_layer.finalize_state()
 
 
 def to_keras(model: jaxnets.Model):

@@ -82,16 +82,77 @@ class ReLU(base.Layer):
 
 @base.register
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Softmax(base.Layer):
-  """Keras ``Softmax`` layer over ``axis`` (an int, batch axis excluded from
-  nothing: ``-1`` is the feature axis)."""
+class PReLU(base.Layer):
+  """``relu(x) - alpha * relu(-x)`` with a learned ``alpha``.
 
-  axis: int = -1
+  Params: ``alpha`` of the input's per-example shape with a 1 on every axis in
+  ``shared_axes`` (Keras's numbering, batch axis = 0), so it broadcasts.
+  """
+
+  shared_axes: tuple[int, ...] | None = None
 
   trailing_padding_safe = True
 
   def apply(self, params, x, mask=None, *, training=False, rng=None):
-    return jax.nn.softmax(x, axis=self.axis), mask
+    alpha = params["alpha"].astype(x.dtype)
+    return jnp.maximum(x, 0.0) + -alpha * jnp.maximum(-x, 0.0), mask
+
+  def init(self, rng, input_shape):
+    del rng
+    shape = list(input_shape)
+    for axis in self.shared_axes or ():
+      shape[axis - 1] = 1
+    return {"alpha": jnp.zeros(tuple(shape), jnp.float32)}
+
+
+@base.register
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ELU(base.Layer):
+  """``x`` for ``x > 0``, ``alpha * (exp(x) - 1)`` otherwise (Keras's ``ELU`` layer)."""
+
+  alpha: float = 1.0
+
+  trailing_padding_safe = True
+
+  def apply(self, params, x, mask=None, *, training=False, rng=None):
+    # As Keras's TF backend: elu with alpha 1, then the negative side scaled.
+    y = jax.nn.elu(x)
+    if self.alpha != 1.0:
+      y = jnp.where(x > 0, y, self.alpha * y)
+    return y.astype(x.dtype), mask
+
+
+# What Keras's Softmax writes where its mask is False, before the softmax.
+_MASKED_LOGIT = -1e9
+
+
+@base.register
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Softmax(base.Layer):
+  """Keras ``Softmax`` layer over ``axis``: an int, or a tuple of ints (a joint
+  softmax over several axes), counted like Keras (batch axis = 0, negative
+  from the end).
+
+  A time mask ``(batch, time)`` arriving with the input broadcasts against it
+  right-aligned, as in Keras: masked logits become ``-1e9`` before the softmax
+  and masked outputs ``0`` after it. The mask passes on unchanged.
+  """
+
+  axis: int | tuple[int, ...] = -1
+
+  trailing_padding_safe = True
+
+  def apply(self, params, x, mask=None, *, training=False, rng=None):
+    if mask is not None:
+      x = jnp.where(mask, x, jnp.asarray(_MASKED_LOGIT, x.dtype))
+    if isinstance(self.axis, tuple) and len(self.axis) > 1:
+      y = jnp.exp(x - jax.nn.logsumexp(x, axis=self.axis, keepdims=True))
+    else:
+      axis = self.axis[0] if isinstance(self.axis, tuple) else self.axis
+      y = jax.nn.softmax(x, axis=axis)
+    if mask is not None:
+      y = jnp.where(mask, y, jnp.zeros((), y.dtype))
+    return y, mask
 
 
 @base.register

@@ -104,9 +104,29 @@ def leaky_relu(cfg):
 def softmax(cfg):
   cfg.dtype()
   axis = cfg.get("axis", -1)
-  if axis != -1 and axis != [-1]:
-    raise cfg.error(f"option axis={axis!r} is not supported (only -1, the feature axis)")
-  return [core.Softmax(name=cfg.layer_name, axis=-1)]
+  values = axis if isinstance(axis, (list, tuple)) else (axis,)
+  if not values or not all(isinstance(a, int) and not isinstance(a, bool) for a in values):
+    raise cfg.error(f"option axis={axis!r} is not an int or a list of ints")
+  if 0 in values:
+    raise cfg.error(f"option axis={axis!r} includes axis 0, the batch axis")
+  axis = tuple(values) if isinstance(axis, (list, tuple)) else axis
+  return [core.Softmax(name=cfg.layer_name, axis=axis)]
+
+
+def prelu(cfg):
+  cfg.dtype()
+  cfg.ignore("alpha_initializer", "alpha_regularizer", "alpha_constraint")
+  shared = cfg.get("shared_axes")
+  if shared is not None:
+    shared = (shared,) if isinstance(shared, int) else tuple(shared)
+    if not all(isinstance(a, int) and a >= 1 for a in shared):
+      raise cfg.error(f"option shared_axes={shared!r} is not a list of positive axes")
+  return [core.PReLU(name=cfg.layer_name, shared_axes=shared)]
+
+
+def elu(cfg):
+  cfg.dtype()
+  return [core.ELU(name=cfg.layer_name, alpha=float(cfg.get("alpha", 1.0)))]
 
 
 def dropout(cfg):
@@ -174,7 +194,33 @@ registry.register(
     layer=core.Softmax,
     keras_class="Softmax",
     build=softmax,
-    to_keras=lambda keras, layer: keras.layers.Softmax(axis=layer.axis, name=layer.name),
+    to_keras=lambda keras, layer: keras.layers.Softmax(
+      axis=list(layer.axis) if isinstance(layer.axis, tuple) else layer.axis, name=layer.name
+    ),
+    flops=per_element_flops,
+  )
+)
+registry.register(
+  registry.LayerRecord(
+    layer=core.PReLU,
+    keras_class="PReLU",
+    build=prelu,
+    weights=lambda keras_layer, built: {
+      built[0].name: {"alpha": registry.named_weights(keras_layer)["alpha"]}
+    },
+    to_keras=lambda keras, layer: keras.layers.PReLU(
+      name=layer.name,
+      shared_axes=None if layer.shared_axes is None else list(layer.shared_axes),
+    ),
+    flops=lambda layer, in_shape, out_shape: 3 * math.prod(in_shape),
+  )
+)
+registry.register(
+  registry.LayerRecord(
+    layer=core.ELU,
+    keras_class="ELU",
+    build=elu,
+    to_keras=lambda keras, layer: keras.layers.ELU(alpha=layer.alpha, name=layer.name),
     flops=per_element_flops,
   )
 )
