@@ -1,0 +1,302 @@
+"""Shape layers, inference no-ops and TimeDistributed: parity with Keras.
+
+Permute, RepeatVector, Reshape with -1, Flatten, Identity; every inference
+no-op (SpatialDropout, GaussianNoise, GaussianDropout, AlphaDropout,
+ActivityRegularization, the Random* augmentation layers) checked against
+Keras's own ``predict`` (the identity) and shown in ``summary()``;
+TimeDistributed around Dense, Conv2D, pooling, Flatten, BatchNormalization and
+a no-op. Whole models also go through a saved ``.keras`` file, ``port.to_keras``
+and a ``jaxnets.load`` reload with TensorFlow and Keras blocked.
+"""
+
+import inspect
+
+import jax
+import keras
+import numpy as np
+import pytest
+
+import jaxnets
+import port
+from jaxnets.layers import shape as jshape
+from port import registry
+from port.converters import shape as shape_converters
+from tests import parity
+
+L = keras.layers
+
+
+def _data(shape, seed=0, batch=5):
+  return (
+    np.random.default_rng(seed).normal(0.2, 1.3, size=(batch,) + tuple(shape)).astype(np.float32)
+  )
+
+
+def _check(layers, input_shape, *, seed=0, batch=5, x=None):
+  model = keras.Sequential([keras.Input(input_shape)] + list(layers))
+  parity.randomize_weights(model, seed=seed)
+  x = _data(input_shape, seed, batch) if x is None else x
+  return parity.assert_matches_keras(model, x, classifier=False)
+
+
+# ------------------------------------------------------------ shape layers
+
+
+@pytest.mark.parametrize(
+  "dims,shape", [((2, 1), (3, 5)), ((3, 1, 2), (3, 5, 7)), ((1, 3, 2), (3, 5, 7)), ((1,), (4,))]
+)
+def test_permute_matches_keras(dims, shape):
+  _check([L.Permute(dims), L.Dense(3)], shape)
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_repeat_vector_matches_keras(n):
+  _check([L.Dense(5), L.RepeatVector(n), L.Dense(2)], (7,))
+
+
+@pytest.mark.parametrize(
+  "target,shape", [((-1, 2), (5, 6)), ((2, -1), (3, 5, 4)), ((-1,), (3, 5)), ((2, 2, -1), (4, 5))]
+)
+def test_reshape_with_minus_one_matches_keras(target, shape):
+  _check([L.Dense(4), L.Reshape(target), L.Dense(3)], shape)
+
+
+def test_identity_and_flatten_match_keras():
+  _check([L.Identity(), L.Flatten(), L.Identity(), L.Dense(3)], (3, 5))
+
+
+def test_identity_passes_a_mask_and_permute_drops_it_like_keras():
+  # Embedding(mask_zero) -> Identity -> LSTM: the mask must still reach the
+  # LSTM (Keras's Identity supports masking) for the outputs to match.
+  model = keras.Sequential(
+    [
+      keras.Input((6,), dtype="int32"),
+      L.Embedding(9, 4, mask_zero=True),
+      L.Identity(),
+      L.GaussianNoise(0.3),
+      L.SpatialDropout1D(0.2),
+      L.LSTM(3),
+    ]
+  )
+  parity.randomize_weights(model, seed=2)
+  x = np.array([[3, 1, 4, 0, 0, 0], [2, 6, 5, 3, 5, 8], [7, 0, 0, 0, 0, 0]], np.int32)
+  parity.assert_matches_keras(model, x, classifier=False)
+
+
+# ------------------------------------------------------------ inference no-ops
+
+_REQUIRED = {
+  "rate": 0.3,
+  "stddev": 0.4,
+  "factor": 0.3,
+  "height_factor": 0.2,
+  "width_factor": 0.2,
+  "value_range": (0, 255),
+}
+
+
+def _keras_no_op(name):
+  cls = getattr(L, name)
+  required = [
+    p
+    for p, v in inspect.signature(cls.__init__).parameters.items()
+    if v.default is inspect.Parameter.empty and p not in ("self", "kwargs")
+  ]
+  kwargs = {p: _REQUIRED[p] for p in required}
+  if name == "RandomPosterization":
+    kwargs = {"factor": 4, "value_range": (0, 255)}
+  if name == "ActivityRegularization":
+    kwargs = {"l1": 0.01, "l2": 0.02}
+  return cls(**kwargs)
+
+
+_NO_OP_INPUTS = {"SpatialDropout1D": (9, 3), "SpatialDropout3D": (5, 9, 7, 3)}
+
+
+@pytest.mark.parametrize("name", sorted(jshape.NO_OP_CLASSES))
+def test_every_inference_no_op_is_the_identity_in_keras_and_jaxnets(name):
+  input_shape = _NO_OP_INPUTS.get(name, (9, 7, 3))
+  keras_model = keras.Sequential(
+    [keras.Input(input_shape), _keras_no_op(name), L.Rescaling(1.0 / 255)], name="no_op_model"
+  )
+  # Pixel-range values, some outside [0, 255]: an augmentation that clipped to
+  # value_range or rescaled at inference would show.
+  x = np.random.default_rng(3).uniform(-20, 280, size=(4,) + input_shape).astype(np.float32)
+  head = keras.Sequential([keras.Input(input_shape), keras_model.layers[0]])
+  # Keras's own predict returns the input unchanged at inference...
+  np.testing.assert_array_equal(head.predict(x, verbose=0), x)
+  # ... and so does the port, which keeps the layer (under its Keras name).
+  model = parity.assert_matches_keras(keras_model, x, classifier=False)
+  assert type(model.layers[0]).__name__ == name
+  assert f"({name})" in model.summary()
+  # The inverse rebuilds the Keras class with the same options.
+  rebuilt = port.to_keras(model)
+  assert type(rebuilt.layers[0]).__name__ == name
+  original = keras_model.layers[0].get_config()
+  again = rebuilt.layers[0].get_config()
+  for key in shape_converters.NO_OP_OPTIONS[name]:
+    assert np.all(np.asarray(again[key]) == np.asarray(original[key])), key
+
+
+def test_no_ops_refuse_training_and_integer_images_by_name():
+  layer = jshape.NO_OP_CLASSES["GaussianNoise"](name="noise", options='{"stddev": 0.1}')
+  x = np.ones((2, 3), np.float32)
+  with pytest.raises(NotImplementedError, match="GaussianNoise 'noise': only the inference form"):
+    layer.apply({}, x, training=True)
+  flip = jshape.NO_OP_CLASSES["RandomFlip"](name="flip")
+  with pytest.raises(ValueError, match="RandomFlip 'flip': only a floating-point input"):
+    flip.apply({}, np.ones((2, 3, 3, 1), np.int32))
+
+
+def test_random_crop_is_refused_by_name():
+  # Keras 3.15's RandomCrop returns its input unchanged at inference while it
+  # declares the cropped shape; the port refuses rather than pick one.
+  keras_model = keras.Sequential([keras.Input((9, 7, 3)), L.RandomCrop(5, 5, name="crop")])
+  x = _data((9, 7, 3))
+  assert keras_model.predict(x, verbose=0).shape == x.shape  # the behaviour refused
+  assert keras_model.output_shape == (None, 5, 5, 3)
+  problems = port.unsupported(keras_model)
+  assert [(p[0], p[1]) for p in problems] == [("crop", "RandomCrop")]
+  with pytest.raises(port.UnsupportedLayerError, match="'crop'.*RandomCrop"):
+    port.load(keras_model)
+
+
+def test_an_option_unknown_to_a_no_op_is_refused_by_name():
+  config = dict(L.GaussianNoise(0.1).get_config(), apply_at_inference=True)
+  reader = registry.ConfigReader("noise", "GaussianNoise", config)
+  registry.converter_for("GaussianNoise").build(reader)
+  with pytest.raises(registry.UnsupportedLayerError, match="'noise'.*apply_at_inference=True"):
+    reader.finish()
+
+
+# ------------------------------------------------------------ TimeDistributed
+
+TIME_DISTRIBUTED_CASES = [
+  ("dense", lambda: L.Dense(4, activation="tanh"), (5, 3)),
+  ("dense-on-4d", lambda: L.Dense(4, use_bias=False), (5, 3, 2)),
+  ("conv2d", lambda: L.Conv2D(3, (2, 3), padding="same", activation="relu"), (4, 7, 5, 2)),
+  ("maxpool", lambda: L.MaxPooling2D(2), (3, 7, 5, 2)),
+  ("flatten", lambda: L.Flatten(), (3, 4, 5)),
+  ("batchnorm", lambda: L.BatchNormalization(), (5, 3)),
+  ("layernorm", lambda: L.LayerNormalization(), (5, 6)),
+  ("no-op", lambda: L.GaussianDropout(0.3), (5, 3)),
+]
+
+
+@pytest.mark.parametrize(
+  "inner,shape", [c[1:] for c in TIME_DISTRIBUTED_CASES], ids=[c[0] for c in TIME_DISTRIBUTED_CASES]
+)
+def test_time_distributed_matches_keras(inner, shape):
+  model = _check([L.TimeDistributed(inner(), name="td")], shape, seed=4)
+  assert type(model.layers[0].layer).__name__ in {
+    "Dense",
+    "Conv2D",
+    "MaxPooling2D",
+    "Flatten",
+    "BatchNormalization",
+    "LayerNormalization",
+    "GaussianDropout",
+  }
+
+
+def test_time_distributed_with_a_masked_sequence_matches_keras():
+  model = keras.Sequential(
+    [
+      keras.Input((6,), dtype="int32"),
+      L.Embedding(9, 4, mask_zero=True),
+      L.TimeDistributed(L.Dense(5, activation="relu")),
+      L.GRU(3),
+    ]
+  )
+  parity.randomize_weights(model, seed=5)
+  x = np.array([[3, 1, 4, 1, 0, 0], [2, 6, 5, 3, 5, 8], [7, 0, 0, 0, 0, 0]], np.int32)
+  parity.assert_matches_keras(model, x, classifier=False)
+
+
+def test_time_distributed_refuses_an_unsupported_inner_option_by_name():
+  model = keras.Sequential(
+    [keras.Input((5, 3)), L.TimeDistributed(L.Dropout(0.2, noise_shape=(None, 1)), name="td")]
+  )
+  problems = port.unsupported(model)
+  assert len(problems) == 1 and problems[0][:2] == ("td", "TimeDistributed")
+  assert "noise_shape" in problems[0][2]
+
+
+# ------------------------------------------------------------ whole models
+
+
+def _sequence_model():
+  return keras.Sequential(
+    [
+      keras.Input((6, 5)),
+      L.TimeDistributed(L.Dense(8, activation="relu")),
+      L.SpatialDropout1D(0.3),
+      L.Permute((2, 1)),
+      L.Reshape((4, -1)),
+      L.GaussianNoise(0.5),
+      L.Flatten(),
+      L.Dense(7),
+      L.RepeatVector(3),
+      L.Identity(),
+      L.TimeDistributed(L.Dense(4)),
+      L.ActivityRegularization(l1=0.01),
+      L.Flatten(),
+      L.Dense(5, activation="softmax"),
+    ],
+    name="shape_model",
+  )
+
+
+def test_whole_model_through_a_keras_file_to_keras_and_jaxnets_load(tmp_path):
+  keras_model = _sequence_model()
+  parity.randomize_weights(keras_model, seed=6)
+  x = _data((6, 5), seed=6, batch=9)
+  expected = np.asarray(keras_model(x, training=False))
+
+  path = tmp_path / "model.keras"
+  keras_model.save(path)
+  model = parity.assert_matches_keras(keras.saving.load_model(path), x)
+  np.testing.assert_allclose(port.load(path).predict(x), expected, atol=parity.ATOL, rtol=0)
+
+  rebuilt = port.to_keras(model)
+  np.testing.assert_allclose(np.asarray(rebuilt(x)), expected, atol=parity.ATOL, rtol=0)
+  assert [type(l).__name__ for l in rebuilt.layers] == [
+    type(l).__name__ for l in keras_model.layers
+  ]
+
+  saved = model.save(tmp_path / "jaxnets_model")
+  got = parity.predict_saved_without_tensorflow(saved, list(x), tmp_path)
+  np.testing.assert_array_equal(got, model.predict(x))
+  summary = jaxnets.load(saved).summary()
+  for name in ("SpatialDropout1D", "GaussianNoise", "ActivityRegularization", "TimeDistributed"):
+    assert f"({name})" in summary
+
+  with jax.disable_jit():
+    unjitted = np.asarray(model.apply(model.params, x))
+  np.testing.assert_allclose(unjitted, expected, atol=parity.ATOL, rtol=0)
+
+
+def test_image_model_with_augmentation_layers_ports_exactly(tmp_path):
+  keras_model = keras.Sequential(
+    [
+      keras.Input((11, 9, 3)),
+      L.RandomFlip(),
+      L.RandomRotation(0.2),
+      L.RandomZoom(0.1),
+      L.RandomTranslation(0.1, 0.1),
+      L.RandomContrast(0.2),
+      L.RandomBrightness(0.2),
+      L.Rescaling(1.0 / 255),
+      L.Conv2D(4, 3, activation="relu"),
+      L.SpatialDropout2D(0.2),
+      L.GlobalAveragePooling2D(),
+      L.GaussianDropout(0.1),
+      L.Dense(3, activation="softmax"),
+    ]
+  )
+  parity.randomize_weights(keras_model, seed=7)
+  x = np.random.default_rng(7).uniform(0, 255, size=(6, 11, 9, 3)).astype(np.float32)
+  np.testing.assert_allclose(
+    port.load(keras_model).predict(x), keras_model.predict(x, verbose=0), atol=parity.ATOL, rtol=0
+  )
+  parity.assert_matches_keras(keras_model, x)
