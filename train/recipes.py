@@ -74,15 +74,20 @@ def _other_langs(lang: str = "indonesian") -> tuple[str, ...]:
 # Text: the corpus is parallel, so the other 11 languages' training files are
 # 5,500 more labelled sentences (never their test files; validation and test
 # stay in the evaluated language). A vocabulary of 30,000 holds all 20.6k
-# words of the 12 training sets; 64 tokens cover ~97 % of sentences.
+# words of the 12 training sets; 64 tokens cover ~97 % of sentences. The
+# recurrent layer returns every step and GlobalMaxPooling1D keeps each
+# feature's strongest activation over the sentence. (Embedding 128 and a
+# SpatialDropout1D of 0.2 were tried on one or two seeds and gave nothing
+# measurable, 0.710 / 0.727 macro F1 with Indonesian data only, so they are
+# not part of the recipe.)
 _TEXT_BEST = dict(
   max_tokens=30000,
   sequence_length=64,
-  embedding_dim=128,
+  embedding_dim=64,
   units=(64,),
   bidirectional=True,
   dropout=0.5,
-  spatial_dropout=0.2,
+  spatial_dropout=0.0,
   head="global_max",
   **TRAINING_DEFAULTS,
 )
@@ -95,16 +100,16 @@ _TEXT_ABLATIONS = (
   ("best", {}),
   ("-multilingual", {"train_langs": ()}),
   ("-global-max", {"head": "last"}),
-  ("-spatial-dropout", {"spatial_dropout": 0.0}),
-  ("-embedding-128", {"embedding_dim": 64}),
 )
 
 LSTM = BestSpec("build_text", dict(_TEXT_BEST, cell="lstm"), _TEXT_RECIPE, _TEXT_ABLATIONS)
+# SimpleRNN: the same, plus gradient-norm clipping (1.0) against exploding
+# gradients through 64 unrolled steps.
 RNN = BestSpec(
   "build_text",
   dict(_TEXT_BEST, cell="simple_rnn", clipnorm=1.0),
   _TEXT_RECIPE,
-  (*_TEXT_ABLATIONS[:3], ("-clipnorm", {"clipnorm": 0.0})),
+  (*_TEXT_ABLATIONS, ("-clipnorm", {"clipnorm": 0.0})),
 )
 
 # MLP: wider, small random shifts (RandomTranslation of up to 10 %, i.e. <= 2.8
