@@ -176,7 +176,7 @@ class Model:
 
   def __call__(self, x):
     """Jitted forward pass on one batch (strings are tokenised first)."""
-    return self._forward(self.params, self.prepare_inputs(x))
+    return self._ordered(self._forward(self.params, self.prepare_inputs(x)))
 
   def predict(self, x, batch_size: int = 256):
     """Forward pass over any number of rows, in batches; returns numpy.
@@ -199,7 +199,9 @@ class Model:
     if rows == 0:
       structs = tuple(jax.ShapeDtypeStruct((1,) + a.shape[1:], a.dtype) for a in xs)
       out = jax.eval_shape(self.apply, self.params, self._model_input(structs))
-      return jax.tree_util.tree_map(lambda o: np.zeros((0,) + o.shape[1:], o.dtype), out)
+      return self._ordered(
+        jax.tree_util.tree_map(lambda o: np.zeros((0,) + o.shape[1:], o.dtype), out)
+      )
     if rows <= batch_size and jax.local_device_count() == 1:
       return self._predict_one_batch(xs, batch_size)
     batcher = batching.Batcher(
@@ -219,7 +221,7 @@ class Model:
       )
       for i in range(treedef.num_leaves)
     ]
-    return jax.tree_util.tree_unflatten(treedef, outs)
+    return self._ordered(jax.tree_util.tree_unflatten(treedef, outs))
 
   def _predict_one_batch(self, xs: tuple, batch_size: int):
     """``predict`` of rows that fit in one batch on one device, with no sort,
@@ -232,14 +234,20 @@ class Model:
     if missing:
       xs = tuple(np.concatenate([a, np.zeros((missing,) + a.shape[1:], a.dtype)]) for a in xs)
     out = self._forward(self.params, self._model_input(xs))
-    return jax.tree_util.tree_map(lambda y: np.asarray(y)[:rows], out)
+    return self._ordered(jax.tree_util.tree_map(lambda y: np.asarray(y)[:rows], out))
+
+  def _ordered(self, out):
+    """A dict output in Keras's key order (jax returns pytree dicts sorted by key)."""
+    names = self.graph.output_names
+    return out if names is None else {name: out[name] for name in names}
 
   @property
   def trims_padding(self) -> bool:
     """Whether padded text batches may be cut to their longest real sequence.
 
     True for a single-input model whose padding mask comes from zero token
-    ids (every layer reading the input is an Embedding with ``mask_zero``),
+    ids (every layer reading the input is an Embedding with ``mask_zero`` or
+    the ``ids != 0`` mask Keras records for one),
     whose layers all leave what they pass on unchanged when trailing masked
     steps are dropped (``trailing_padding_safe``), and whose outputs have no
     time axis. Padding is at the end and a masked step leaves the state
@@ -502,7 +510,10 @@ class Model:
     if self.num_inputs != 1 or self.input_dtypes[0] == "float32" or not self.layers:
       return False
     readers = [self._by_name[n.layers[0]] for n in self.graph.nodes if 0 in n.inputs]
-    if not readers or not all(getattr(layer, "mask_zero", False) for layer in readers):
+    # Each reader masks the padding: an Embedding(mask_zero), or the ids != 0
+    # Keras records for one in a functional graph.
+    masking = ("mask_zero", "masks_padding")
+    if not readers or not all(any(getattr(l, a, False) for a in masking) for l in readers):
       return False
     # Read on the instance: a layer may refine its class's value by its options
     # (e.g. a recurrent layer returning a reversed sequence is not safe).

@@ -167,8 +167,6 @@ class _Wiring:
       for node in model._nodes_by_depth[depth]:  # pylint: disable=protected-access
         if not node.operation or node.is_input:
           continue
-        if node.outputs and all(id(t) in masks for t in node.outputs):
-          continue  # computes a mask jaxnets layers compute themselves
         self._node(node, local, masks, prefix)
     return [self._number(local, t, model) for t in model.outputs]
 
@@ -215,20 +213,18 @@ class _Wiring:
         local[id(t)] = self._dead()
       return
     output = node.outputs[0]
-    tensor_args = [a for a in tree.flatten((args, kwargs)) if isinstance(a, keras.KerasTensor)]
-    for tensor in tensor_args:
-      if id(tensor) in masks and not _is_own_mask(tensor, args, kwargs):
-        self._problem(
-          op,
-          "takes a mask tensor as an explicit input (only masks that ride along "
-          "with their tensors, as Keras propagates them, are supported)",
-        )
-        local[id(output)] = self._dead()
-        return
-    # Masks passed by keyword are the inputs' own (checked above): jaxnets passes
-    # each tensor's mask along with it.
-    for key in [k for k in kwargs if k == "mask" or k.endswith("_mask") and k != "attention_mask"]:
-      kwargs.pop(key)
+    # An explicit mask argument is what Keras's eager call uses (the recorded
+    # mask tensor, e.g. an Embedding's not_equal): it is wired as a SetMask
+    # node in front of the call. Without one, each tensor's own mask is used,
+    # as Keras fills it in from the tensor.
+    mask = kwargs.pop("mask", None)
+    if isinstance(mask, (list, tuple)):
+      if any(m is not None for m in tree.flatten(mask)):
+        self._problem(op, "is called with an explicit list of masks (not supported)")
+      mask = None
+    for key in [k for k in kwargs if k.endswith("_mask") and k != "attention_mask"]:
+      if kwargs.pop(key) is not None:
+        self._problem(op, f"is called with an explicit {key} (not supported)")
     training = kwargs.pop("training", None)
     if training:
       self._problem(op, "is called with training=True (inference is what jaxnets reproduces)")
@@ -236,6 +232,7 @@ class _Wiring:
       if kwargs:
         self._problem(op, f"nested model called with unsupported argument(s) {sorted(kwargs)}")
       numbers = [self._number(local, t, op) for t in tree.flatten(args)]
+      numbers = self._with_mask(op, numbers, mask, local)
       outputs = self._model(op, numbers, prefix + op.name + "/")
       if len(outputs) != 1:
         self._problem(op, "a nested model with several outputs is not supported")
@@ -244,7 +241,7 @@ class _Wiring:
       local[id(output)] = outputs[0]
       return
     if not isinstance(op, keras.layers.Layer):
-      local[id(output)] = self._operation(op, args, kwargs, local)
+      local[id(output)] = self._operation(op, args, kwargs, local, id(output) in masks)
       return
     class_name = type(op).__name__
     if class_name in _PREPROCESSOR_CLASSES:
@@ -258,14 +255,36 @@ class _Wiring:
       local[id(output)] = self._dead()
       return
     numbers = [self._number(local, t, op) for t in tensors]
+    numbers = self._with_mask(op, numbers, mask, local)
     local[id(output)] = self._layer_call(op, numbers, options, kwargs, prefix)
 
-  def _operation(self, op, args, kwargs, local) -> int:
-    """A ``keras.ops`` node (``x + y``, ``x * 0.5``...) as an ``Arithmetic`` layer."""
+  def _with_mask(self, op, numbers: list[int], mask, local) -> list[int]:
+    """``numbers`` with the first tensor replaced by a SetMask of it and ``mask``."""
+    if mask is None:
+      return numbers
+    if len(numbers) != 1:
+      self._problem(op, "is called with an explicit mask and several inputs (not supported)")
+      return [self._dead()]
+    mask_number = self._number(local, mask, op)
+    name = self._unique(f"{op.name}/mask", op)
+    layer = merge.SetMask(name=name)
+    self.op_layers.append(layer)
+    return [self._append((name,), [numbers[0], mask_number], where=op)]
+
+  def _operation(self, op, args, kwargs, local, computes_mask: bool) -> int:
+    """A ``keras.ops`` node (``x + y``, ``x * 0.5``...) as an ``Arithmetic`` layer.
+
+    A node computing a mask Keras attaches to a tensor (``computes_mask``) in
+    a way jaxnets does not reproduce is only a problem if something reads it.
+    """
     import keras  # pylint: disable=import-outside-toplevel
 
     class_name = type(op).__name__
+    if class_name == "ConvertToTensor" and len(args) == 1 and not kwargs:
+      return self._number(local, args[0], op)  # an identity on a tensor
     name = merge_converters.OPS.get(class_name)
+    if (name is None or kwargs or len(args) != 2) and computes_mask:
+      return _UNPORTED_MASK
     if name is None or kwargs or len(args) != 2:
       self._problem(
         op,
@@ -276,7 +295,7 @@ class _Wiring:
     operands, numbers = [], []
     for a in args:
       if isinstance(a, keras.KerasTensor):
-        if _dtype_name(a) != "float32":
+        if _dtype_name(a) != "float32" and name != "not_equal":
           self._problem(op, f"operand {a.name!r} has dtype {_dtype_name(a)} (only float32)")
         operands.append(None)
         numbers.append(self._number(local, a, op))
@@ -290,7 +309,7 @@ class _Wiring:
       return self._dead()
     layer = merge.Arithmetic(name=self._unique(op.name, op), op=name, operands=tuple(operands))
     self.op_layers.append(layer)
-    return self._append((layer.name,), numbers)
+    return self._append((layer.name,), numbers, where=op)
 
   def _preprocessor(self, op, args, kwargs, local, prefix) -> int:
     tensors = [a for a in args]
@@ -353,9 +372,15 @@ class _Wiring:
       return self._dead()
     # Keras's MultiHeadAttention strips the masks off the tensors it is called on.
     clear = type(layer).__name__ in _CLEARS_INPUT_MASKS
-    return self._append(tuple(l.name for l in built), numbers, clear)
+    return self._append(tuple(l.name for l in built), numbers, clear, where=layer)
 
-  def _append(self, names, numbers, clear_masks: bool = False) -> int:
+  def _append(self, names, numbers, clear_masks: bool = False, where=None) -> int:
+    if _UNPORTED_MASK in numbers:
+      self._problem(
+        where,
+        "reads a mask that Keras computes with an operation jaxnets does not reproduce",
+      )
+      return self._dead()
     if any(n < 0 for n in numbers):
       return self._dead()
     self.nodes.append(graph_lib.Node(tuple(names), tuple(numbers), clear_masks))
@@ -415,20 +440,6 @@ def _mask_ids(model) -> set[int]:
   return out
 
 
-def _is_own_mask(mask, args, kwargs) -> bool:
-  """Whether ``mask`` is passed by keyword as the mask of one of the call's tensors."""
-  from keras import tree  # pylint: disable=import-outside-toplevel
-
-  positional = tree.flatten(args)
-  for key, value in kwargs.items():
-    if key == "mask" or key.endswith("_mask") and key != "attention_mask":
-      for m in tree.flatten(value):
-        if m is mask:
-          owners = positional + [v for k, v in kwargs.items() if not k.endswith("mask")]
-          return any(getattr(t, "_keras_mask", None) is mask for t in owners)
-  return False
-
-
 def _bind_default(layer, args, kwargs):
   """A layer called on one tensor, or a merge layer on a list of tensors."""
   import keras  # pylint: disable=import-outside-toplevel
@@ -461,6 +472,9 @@ def _no_converter(layer) -> str:
   return f"no jaxnets converter for Keras class {class_name} ({advice})"
 
 
+# The number of a tensor that only Keras's mask machinery computes, with an
+# operation jaxnets does not reproduce: a problem only if read.
+_UNPORTED_MASK = -2
 # Keras layers whose call removes the masks of the tensors they are given.
 _CLEARS_INPUT_MASKS = ("MultiHeadAttention",)
 # Keras class -> how its call arguments map to jaxnets inputs and options.

@@ -253,6 +253,7 @@ _OPS = {
   "divide": jnp.true_divide,
   "maximum": jnp.maximum,
   "minimum": jnp.minimum,
+  "not_equal": jnp.not_equal,
 }
 
 
@@ -269,8 +270,17 @@ class Arithmetic(base.Layer):
   operands: tuple[float | None, ...]
 
   multiple_inputs: ClassVar[bool] = True
-  # Keras ops drop the mask, so the layers after it see the padding steps.
-  trailing_padding_safe: ClassVar[bool] = False
+
+  @property
+  def masks_padding(self) -> bool:
+    """``ids != 0``: the padding mask an Embedding(mask_zero) records in Keras."""
+    return self.op == "not_equal" and 0.0 in self.operands
+
+  @property
+  def trailing_padding_safe(self) -> bool:
+    # Keras ops drop the mask, so the layers after one see the padding steps;
+    # the padding mask itself is position-wise.
+    return self.masks_padding
 
   def __post_init__(self):
     if self.op not in _OPS:
@@ -283,3 +293,18 @@ class Arithmetic(base.Layer):
     tensors = iter(xs)
     values = [next(tensors) if o is None else jnp.asarray(o, jnp.float32) for o in self.operands]
     return _OPS[self.op](*values), None
+
+
+@base.register
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SetMask(base.Layer):
+  """``(x, mask) -> x`` carrying ``mask`` (cast to bool): an explicit ``mask=``
+  argument of a Keras call, which replaces the mask ``x`` carries."""
+
+  multiple_inputs: ClassVar[bool] = True
+  trailing_padding_safe: ClassVar[bool] = True  # position-wise, passes a mask on
+
+  def apply(self, params, xs, masks=None, *, training=False, rng=None):
+    del params, masks, training, rng
+    x, mask = xs
+    return x, mask.astype(bool)

@@ -22,6 +22,8 @@ OPS = {
   "Divide": "divide",
   "Maximum": "maximum",
   "Minimum": "minimum",
+  # An Embedding(mask_zero=True)'s mask, recorded as not_equal(ids, 0).
+  "NotEqual": "not_equal",
 }
 
 
@@ -122,5 +124,57 @@ registry.register(
       axes=list(layer.axes), normalize=layer.normalize, name=layer.name
     ),
     flops=dot_flops,
+  )
+)
+
+
+def _arithmetic_build(cfg):
+  raise cfg.error(
+    "keras.ops arithmetic is an operation node of a functional graph, not a layer; "
+    "port.load converts it from the graph"
+  )
+
+
+def _arithmetic_to_keras(keras, layer):
+  del keras
+  raise ValueError(
+    f"layer {layer.name!r} (Arithmetic) is keras.ops arithmetic, which has no Keras layer "
+    "equivalent; port.to_keras rebuilds chains of layers only"
+  )
+
+
+# keras.ops arithmetic has no Keras layer class: its record is keyed by this
+# description, which no Keras config can carry, so that FLOPs and the registry
+# cover the jaxnets layer; port.api builds it from the graph's operation nodes.
+registry.register(
+  registry.LayerRecord(
+    layer=merge.Arithmetic,
+    keras_class="keras.ops arithmetic",
+    build=_arithmetic_build,
+    to_keras=_arithmetic_to_keras,
+    flops=elementwise_flops,
+  )
+)
+
+
+def _set_mask_build(cfg):
+  raise cfg.error("an explicit mask argument is wired by port.load from the graph, not a layer")
+
+
+def _set_mask_to_keras(keras, layer):
+  del keras
+  raise ValueError(
+    f"layer {layer.name!r} (SetMask) stands for an explicit mask argument, which has no "
+    "Keras layer equivalent; port.to_keras rebuilds chains of layers only"
+  )
+
+
+registry.register(
+  registry.LayerRecord(
+    layer=merge.SetMask,
+    keras_class="mask argument",
+    build=_set_mask_build,
+    to_keras=_set_mask_to_keras,
+    flops=free_flops,
   )
 )
