@@ -304,3 +304,22 @@ def test_group_normalization_groups_must_divide_the_channels():
   layer = norm_extra.GroupNormalization(name="gn", groups=4)
   with pytest.raises(ValueError, match="'gn': groups=4 does not divide the 6 channels"):
     layer.apply({"gamma": np.ones(6), "beta": np.zeros(6)}, np.zeros((2, 6), np.float32))
+
+
+@pytest.mark.parametrize("axis,shape", [(1, (4, 5, 3)), (2, (4, 5, 3)), (-2, (4, 5, 3)), (1, (6,))])
+def test_batch_normalization_on_other_axes_matches_keras(axis, shape):
+  _check([L.BatchNormalization(axis=axis, epsilon=1e-2)], shape, seed=9)
+
+
+def test_flops_per_element_hand_counts():
+  from bench import flops  # pylint: disable=import-outside-toplevel
+  from jaxnets.layers import core, norm_extra  # pylint: disable=import-outside-toplevel
+
+  n = 4 * 6
+  assert flops.layer_flops(norm_extra.LayerNormalization(name="ln"), (4, 6)) == 5 * n
+  assert flops.layer_flops(norm_extra.GroupNormalization(name="gn", groups=2), (4, 6)) == 5 * n
+  assert flops.layer_flops(norm_extra.UnitNormalization(name="un"), (4, 6)) == 3 * n
+  assert flops.layer_flops(norm_extra.Rescaling(name="r", scale=(0.5,)), (4, 6)) == 2 * n
+  assert flops.layer_flops(norm_extra.Normalization(name="z"), (4, 6)) == 2 * n
+  assert flops.layer_flops(core.PReLU(name="p"), (4, 6)) == 3 * n
+  assert flops.layer_flops(core.ELU(name="e"), (4, 6)) == n

@@ -300,3 +300,19 @@ def test_image_model_with_augmentation_layers_ports_exactly(tmp_path):
     port.load(keras_model).predict(x), keras_model.predict(x, verbose=0), atol=parity.ATOL, rtol=0
   )
   parity.assert_matches_keras(keras_model, x)
+
+
+# ------------------------------------------------------------ FLOPs
+
+
+def test_flops_time_distributed_counts_the_inner_layer_per_step_and_no_ops_are_free():
+  from bench import flops  # pylint: disable=import-outside-toplevel
+  from jaxnets.layers import core, wrappers  # pylint: disable=import-outside-toplevel
+
+  dense = core.Dense(name="d", units=3, activation="relu")
+  td = wrappers.TimeDistributed(name="td", layer=dense)
+  assert flops.layer_flops(td, (4, 5)) == 4 * flops.layer_flops(dense, (5,)) == 4 * (3 * 11 + 3)
+  noise = jshape.NO_OP_CLASSES["GaussianNoise"](name="n", options='{"stddev": 0.1}')
+  assert flops.layer_flops(noise, (4, 5)) == 0
+  assert flops.layer_flops(jshape.Permute(name="p", dims=(2, 1)), (4, 5)) == 0
+  assert flops.layer_flops(jshape.RepeatVector(name="r", n=3), (5,)) == 0
