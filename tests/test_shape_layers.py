@@ -316,3 +316,44 @@ def test_flops_time_distributed_counts_the_inner_layer_per_step_and_no_ops_are_f
   assert flops.layer_flops(noise, (4, 5)) == 0
   assert flops.layer_flops(jshape.Permute(name="p", dims=(2, 1)), (4, 5)) == 0
   assert flops.layer_flops(jshape.RepeatVector(name="r", n=3), (5,)) == 0
+
+
+# ------------------------------------------------------------ masks
+
+
+@pytest.mark.filterwarnings("ignore:Layer .* does not support masking")
+@pytest.mark.parametrize(
+  "make",
+  [
+    lambda: L.LayerNormalization(),
+    lambda: L.GroupNormalization(groups=2),
+    lambda: L.UnitNormalization(),
+    lambda: L.PReLU(),
+    lambda: L.ELU(),
+    lambda: L.Rescaling(0.5),
+    lambda: L.Normalization(mean=0.5, variance=2.0),
+    lambda: L.Identity(),
+    lambda: L.GaussianNoise(0.1),
+    lambda: L.ActivityRegularization(),
+    lambda: L.TimeDistributed(L.Dense(3)),
+    lambda: L.Permute((2, 1)),
+    lambda: L.RandomFlip(),
+  ],
+  ids=lambda make: type(make()).__name__,
+)
+def test_mask_passes_or_stops_as_in_keras(make):
+  """A (batch, time) mask from Embedding(mask_zero) reaches the next layer
+  exactly when Keras's layer hands it on."""
+  keras_layer = make()
+  tokens = keras.Input((6,), dtype="int32")
+  out = keras_layer(L.Embedding(9, 4, mask_zero=True)(tokens))
+  keras_passes = keras.backend.get_keras_mask(out) is not None
+  cfg = registry.ConfigReader(
+    keras_layer.name, type(keras_layer).__name__, keras_layer.get_config()
+  )
+  (layer,) = registry.converter_for(type(keras_layer).__name__).build(cfg)
+  params = jax.eval_shape(lambda: layer.init(jax.random.key(0), (6, 4)))
+  mask = jax.ShapeDtypeStruct((2, 6), np.bool_)
+  x = jax.ShapeDtypeStruct((2, 6, 4), np.float32)
+  _, out_mask = jax.eval_shape(lambda p, v, m: layer.apply(p, v, m), params, x, mask)
+  assert (out_mask is not None) == keras_passes
