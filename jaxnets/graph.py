@@ -64,11 +64,24 @@ class Graph:
     nodes = tuple(Node((name,), (i,)) for i, name in enumerate(names))
     return cls(1, nodes, (len(nodes),))
 
+  def chain_order(self) -> list[str] | None:
+    """The layer names in order when the graph is a chain (one input, each node
+    reading the previous node's output, the last one the single output, each
+    layer once), else ``None``."""
+    if self.num_inputs != 1 or not self.single_output:
+      return None
+    names = []
+    for i, node in enumerate(self.nodes):
+      if node.inputs != (i,) or node.clear_masks:
+        return None
+      names.extend(node.layers)
+    if self.outputs != (len(self.nodes),) or len(set(names)) != len(names):
+      return None
+    return names
+
   @property
   def is_chain(self) -> bool:
-    return self == Graph.chain([n for node in self.nodes for n in node.layers]) and all(
-      len(node.layers) == 1 for node in self.nodes
-    )
+    return self.chain_order() is not None
 
   @property
   def single_output(self) -> bool:

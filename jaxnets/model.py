@@ -81,10 +81,15 @@ class Model:
     names = [layer.name for layer in layers]
     if len(set(names)) != len(names):
       raise ValueError(f"layer names must be unique, got {names}")
-    self.layers = tuple(layers)
-    self._by_name = {layer.name: layer for layer in self.layers}
+    self._by_name = {layer.name: layer for layer in layers}
     self.graph = graph_lib.Graph.chain(names) if graph is None else graph
     self.graph.check(self._by_name)
+    order = self.graph.chain_order()
+    if order is not None:
+      # A graph that is a chain is stored as one: layers in order, one per node.
+      self.graph = graph_lib.Graph.chain(order)
+      layers = [self._by_name[name] for name in order]
+    self.layers = tuple(layers)
     count = self.graph.num_inputs
     if count == 1:
       shapes, dtypes = [input_shape], [input_dtype]

@@ -135,9 +135,10 @@ def write_folder(directory: str | os.PathLike, architecture: dict[str, Any], par
   )
   staging = tempfile.mkdtemp(dir=parent, prefix=f".{name}.saving-")
   try:
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(os.path.join(staging, PARAMS_DIR), params)
-    checkpointer.wait_until_finished()
+    if params:  # orbax refuses an empty tree: a weightless model has no params/ folder
+      checkpointer = ocp.StandardCheckpointer()
+      checkpointer.save(os.path.join(staging, PARAMS_DIR), params)
+      checkpointer.wait_until_finished()
     path = os.path.join(staging, ARCHITECTURE_FILE)
     with open(path, "w", encoding="utf-8") as f:
       f.write(json.dumps(architecture, indent=1))
@@ -238,6 +239,8 @@ def read_params(directory: str, arch: dict[str, Any]) -> dict:
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel  # see write_folder
 
   path = os.path.join(directory, PARAMS_DIR)
+  if not os.path.isdir(path) and arch.get("params_manifest") == {}:
+    return {}  # a model without weights (written without params/)
   if not os.path.isdir(path):
     raise FileNotFoundError(f"saved model {directory}: missing parameter checkpoint {PARAMS_DIR}/")
   try:

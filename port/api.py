@@ -107,10 +107,11 @@ class _Wiring:
   Walks the functional graph in Keras's own execution order (nodes by
   decreasing depth), inlining nested models and Sequentials. Every Keras layer
   is converted once (``build``), however many times it is called; every call is
-  a graph node. ``keras.ops`` arithmetic nodes become ``Arithmetic`` layers.
-  Nodes that only compute a mask Keras attaches to a tensor (an Embedding's
-  ``not_equal``) are skipped: jaxnets layers compute masks themselves. Every
-  problem is collected in ``problems`` rather than raised.
+  a graph node. ``keras.ops`` arithmetic nodes become ``Arithmetic`` layers;
+  other operations (Keras's own mask computations, mostly) are problems only
+  if something reads them. Masks ride along with tensors; an explicit
+  ``mask=`` argument becomes a ``SetMask`` node. Every problem is collected in
+  ``problems`` rather than raised.
   """
 
   def __init__(self):
@@ -124,6 +125,8 @@ class _Wiring:
     self.preprocessor = None  # (keras layer, converter, built)
     self.string_input: int | None = None
     self.op_layers: list = []  # Arithmetic layers standing for keras.ops nodes
+    self.cleared: set[int] = set()  # tensors whose masks a MultiHeadAttention removed
+    self.unported: dict[int, tuple] = {}  # code (< -1) -> problem, reported when read
 
   @classmethod
   def of(cls, model) -> "_Wiring":
@@ -135,6 +138,7 @@ class _Wiring:
       if _dtype_name(tensor) == "string":
         wiring.string_input = number
     outputs = wiring._model(model, list(range(len(inputs))), prefix="")
+    wiring._report_unported(outputs)
     wiring.outputs = outputs
     wiring.inputs = inputs
     return wiring
@@ -162,12 +166,11 @@ class _Wiring:
       return [self._dead() for _ in model.outputs]
     for tensor, number in zip(model.inputs, input_numbers):
       local[id(tensor)] = number
-    masks = _mask_ids(model)
     for depth in sorted(model._nodes_by_depth, reverse=True):  # pylint: disable=protected-access
       for node in model._nodes_by_depth[depth]:  # pylint: disable=protected-access
         if not node.operation or node.is_input:
           continue
-        self._node(node, local, masks, prefix)
+        self._node(node, local, prefix)
     return [self._number(local, t, model) for t in model.outputs]
 
   def _sequential(self, model, input_numbers: list[int], prefix: str) -> list[int]:
@@ -199,7 +202,7 @@ class _Wiring:
     """A tensor number standing for a value that could not be wired (a problem is recorded)."""
     return -1
 
-  def _node(self, node, local: dict, masks: set, prefix: str) -> None:
+  def _node(self, node, local: dict, prefix: str) -> None:
     import keras  # pylint: disable=import-outside-toplevel
     from keras import tree  # pylint: disable=import-outside-toplevel
 
@@ -232,7 +235,7 @@ class _Wiring:
       if kwargs:
         self._problem(op, f"nested model called with unsupported argument(s) {sorted(kwargs)}")
       numbers = [self._number(local, t, op) for t in tree.flatten(args)]
-      numbers = self._with_mask(op, numbers, mask, local)
+      numbers = self._with_mask(op, numbers, mask, local, tree.flatten(args))
       outputs = self._model(op, numbers, prefix + op.name + "/")
       if len(outputs) != 1:
         self._problem(op, "a nested model with several outputs is not supported")
@@ -241,7 +244,7 @@ class _Wiring:
       local[id(output)] = outputs[0]
       return
     if not isinstance(op, keras.layers.Layer):
-      local[id(output)] = self._operation(op, args, kwargs, local, id(output) in masks)
+      local[id(output)] = self._operation(op, args, kwargs, local)
       return
     class_name = type(op).__name__
     if class_name in _PREPROCESSOR_CLASSES:
@@ -255,12 +258,19 @@ class _Wiring:
       local[id(output)] = self._dead()
       return
     numbers = [self._number(local, t, op) for t in tensors]
-    numbers = self._with_mask(op, numbers, mask, local)
+    numbers = self._with_mask(op, numbers, mask, local, tensors)
     local[id(output)] = self._layer_call(op, numbers, options, kwargs, prefix)
 
-  def _with_mask(self, op, numbers: list[int], mask, local) -> list[int]:
-    """``numbers`` with the first tensor replaced by a SetMask of it and ``mask``."""
+  def _with_mask(self, op, numbers: list[int], mask, local, tensors) -> list[int]:
+    """``numbers`` with the first tensor replaced by a SetMask of it and ``mask``.
+
+    A mask that is the input's own (the one Keras attached to it) is the mask
+    the jaxnets layers carry along, unless a MultiHeadAttention cleared it.
+    """
     if mask is None:
+      return numbers
+    own = len(tensors) == 1 and getattr(tensors[0], "_keras_mask", None) is mask
+    if own and numbers[0] not in self.cleared:
       return numbers
     if len(numbers) != 1:
       self._problem(op, "is called with an explicit mask and several inputs (not supported)")
@@ -271,27 +281,33 @@ class _Wiring:
     self.op_layers.append(layer)
     return [self._append((name,), [numbers[0], mask_number], where=op)]
 
-  def _operation(self, op, args, kwargs, local, computes_mask: bool) -> int:
+  def _operation(self, op, args, kwargs, local) -> int:
     """A ``keras.ops`` node (``x + y``, ``x * 0.5``...) as an ``Arithmetic`` layer.
 
-    A node computing a mask Keras attaches to a tensor (``computes_mask``) in
-    a way jaxnets does not reproduce is only a problem if something reads it.
+    An operation jaxnets does not reproduce is only a problem when a
+    supported node or the model's output reads what it computes: Keras records
+    mask computations (``logical_or``, ``expand_dims``...) that jaxnets layers
+    do themselves, and those are usually read by nothing.
     """
     import keras  # pylint: disable=import-outside-toplevel
+    from keras import tree  # pylint: disable=import-outside-toplevel
 
     class_name = type(op).__name__
     if class_name == "ConvertToTensor" and len(args) == 1 and not kwargs:
       return self._number(local, args[0], op)  # an identity on a tensor
     name = merge_converters.OPS.get(class_name)
-    if (name is None or kwargs or len(args) != 2) and computes_mask:
-      return _UNPORTED_MASK
     if name is None or kwargs or len(args) != 2:
-      self._problem(
-        op,
+      for a in tree.flatten((args, kwargs)):
+        if isinstance(a, keras.KerasTensor) and local.get(id(a)) in self.unported:
+          return local[id(a)]  # downstream of an unported operation: same problem
+      code = -2 - len(self.unported)
+      self.unported[code] = (
+        op.name,
+        class_name,
         f"keras.ops operation {class_name} is not supported in a ported graph (supported: "
         f"{', '.join(sorted(merge_converters.OPS))} of two operands, tensors or numbers)",
       )
-      return self._dead()
+      return code
     operands, numbers = [], []
     for a in args:
       if isinstance(a, keras.KerasTensor):
@@ -374,16 +390,19 @@ class _Wiring:
     clear = type(layer).__name__ in _CLEARS_INPUT_MASKS
     return self._append(tuple(l.name for l in built), numbers, clear, where=layer)
 
+  def _report_unported(self, numbers) -> None:
+    for n in numbers:
+      problem = self.unported.get(n)
+      if problem is not None and problem not in self.problems:
+        self.problems.append(problem)
+
   def _append(self, names, numbers, clear_masks: bool = False, where=None) -> int:
-    if _UNPORTED_MASK in numbers:
-      self._problem(
-        where,
-        "reads a mask that Keras computes with an operation jaxnets does not reproduce",
-      )
-      return self._dead()
+    self._report_unported(numbers)
     if any(n < 0 for n in numbers):
       return self._dead()
     self.nodes.append(graph_lib.Node(tuple(names), tuple(numbers), clear_masks))
+    if clear_masks:
+      self.cleared.update(numbers)
     return self.num_inputs + len(self.nodes) - 1
 
   def _build(self, layer, converter, name: str):
@@ -428,18 +447,6 @@ def _dtype_name(tensor) -> str:
   return str(getattr(tensor.dtype, "name", tensor.dtype))
 
 
-def _mask_ids(model) -> set[int]:
-  """ids of every tensor Keras attaches to another as its mask, in ``model``'s graph."""
-  out = set()
-  for nodes in model._nodes_by_depth.values():  # pylint: disable=protected-access
-    for node in nodes:
-      for tensor in list(node.outputs) + list(node.arguments.keras_tensors):
-        mask = getattr(tensor, "_keras_mask", None)
-        if mask is not None:
-          out.add(id(mask))
-  return out
-
-
 def _bind_default(layer, args, kwargs):
   """A layer called on one tensor, or a merge layer on a list of tensors."""
   import keras  # pylint: disable=import-outside-toplevel
@@ -472,9 +479,6 @@ def _no_converter(layer) -> str:
   return f"no jaxnets converter for Keras class {class_name} ({advice})"
 
 
-# The number of a tensor that only Keras's mask machinery computes, with an
-# operation jaxnets does not reproduce: a problem only if read.
-_UNPORTED_MASK = -2
 # Keras layers whose call removes the masks of the tensors they are given.
 _CLEARS_INPUT_MASKS = ("MultiHeadAttention",)
 # Keras class -> how its call arguments map to jaxnets inputs and options.

@@ -54,6 +54,11 @@ def to_keras(model: jaxnets.Model):
 
   if not isinstance(model, jaxnets.Model):
     raise TypeError(f"port.to_keras takes a jaxnets.Model, got {type(model).__name__}")
+  if not model.graph.is_chain:
+    raise ValueError(
+      f"model {model.name!r} is a graph, not a chain of layers; port.to_keras rebuilds "
+      "chains (Sequential) only"
+    )
   layers = [l for l in (model.preprocessor, *model.layers) if l is not None]
   missing = [
     f"{l.name!r} ({type(l).__name__})" for l in layers if type(l) not in registry.layer_classes()
