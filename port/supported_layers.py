@@ -33,18 +33,23 @@ def rows() -> list[tuple[str, str, str]]:
 
 def markdown() -> str:
   """The table, with its markers, as the README holds it."""
-  table = rows()
+  # Records may also cover graph operations that are not layer classes (their
+  # names are not identifiers, e.g. "keras.ops arithmetic"); they get their own table.
+  classes = [r for r in rows() if r[0].isidentifier()]
+  operations = [r for r in rows() if not r[0].isidentifier()]
   lines = [
     START,
     "<details><summary>"
-    f"{len(table)} Keras layer classes: the jaxnets layer each becomes, and its record"
+    f"{len(classes)} Keras layer classes: the jaxnets layer each becomes, and its record"
     "</summary>",
     "",
     "| Keras class | jaxnets layer | record |",
     "|---|---|---|",
   ]
-  for keras_class, layer, path in table:
-    lines.append(f"| `{keras_class}` | `{layer}` | [{path}]({path}) |")
+  lines += [f"| `{name}` | `{layer}` | [{path}]({path}) |" for name, layer, path in classes]
+  if operations:
+    lines += ["", "| graph operation | jaxnets layer | record |", "|---|---|---|"]
+    lines += [f"| {name} | `{layer}` | [{path}]({path}) |" for name, layer, path in operations]
   lines += ["", "</details>", END]
   return "\n".join(lines)
 
