@@ -357,3 +357,21 @@ def test_mask_passes_or_stops_as_in_keras(make):
   x = jax.ShapeDtypeStruct((2, 6, 4), np.float32)
   _, out_mask = jax.eval_shape(lambda p, v, m: layer.apply(p, v, m), params, x, mask)
   assert (out_mask is not None) == keras_passes
+
+
+# ------------------------------------------------------------ in a functional graph
+
+
+def test_new_layers_in_a_functional_graph_match_keras():
+  # Residual TimeDistributed + LayerNormalization, then Permute -> Flatten ->
+  # no-op -> Reshape(-1) -> Dense on one branch, GroupNormalization on the other.
+  inputs = keras.Input((6, 5))
+  mixed = L.LayerNormalization()(L.Add()([inputs, L.TimeDistributed(L.Dense(5))(inputs)]))
+  head = L.Flatten()(L.Permute((2, 1))(L.PReLU(shared_axes=[1])(mixed)))
+  head = L.Reshape((-1,))(L.GaussianNoise(0.2)(head))
+  branch = L.Flatten()(L.GroupNormalization(groups=5)(mixed))
+  outputs = L.Dense(4, activation="softmax")(L.Concatenate()([head, branch]))
+  keras_model = keras.Model(inputs, outputs)
+  parity.randomize_weights(keras_model, seed=8)
+  model = parity.assert_matches_keras(keras_model, _data((6, 5), seed=8, batch=7))
+  assert "(TimeDistributed)" in model.summary()
