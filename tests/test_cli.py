@@ -67,9 +67,10 @@ def keras_files(tmp_path_factory):
     ],
     name="tiny_text",
   )
-  # LayerNormalization has no converter: a built-in class, so the file loads anywhere.
+  # EinsumDense has no converter: a built-in class, so the file loads anywhere.
   custom = keras.Sequential(
-    [keras.Input((4,)), L.LayerNormalization(name="norm"), L.Dense(2)], name="custom"
+    [keras.Input((4,)), L.EinsumDense("ab,bc->ac", output_shape=3, name="einsum"), L.Dense(2)],
+    name="custom",
   )
   paths = {}
   for name, model in (("cnn", cnn), ("text", text), ("custom", custom)):
@@ -147,7 +148,7 @@ def test_an_unsupported_model_exits_2_listing_the_layer(keras_files, tmp_path):
   result = _run("port.cli", str(keras_files["custom"]), str(tmp_path / "out"))
   assert result.returncode == 2
   err = result.stderr.decode()
-  assert "1 refused layer(s)" in err and "- norm (LayerNormalization): no jaxnets converter" in err
+  assert "1 refused layer(s)" in err and "- einsum (EinsumDense): no jaxnets converter" in err
   assert not (tmp_path / "out").exists()
 
 
