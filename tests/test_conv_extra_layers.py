@@ -531,3 +531,15 @@ def test_jaxnets_layer_validates_options():
     jaxnets.layers.layer_class("Conv3D")(name="c", filters=1, kernel_size=(1, 1, 1)),
     conv_extra.Conv3D,
   )
+
+
+def test_mobilenet_v2_matches_keras():
+  """keras.applications' MobileNetV2 (random weights and BN statistics, small input):
+  its ZeroPadding2D, strided and unstrided DepthwiseConv2D, ReLU(6) and residual Adds,
+  under the rule's depthwise formulation."""
+  model = keras.applications.MobileNetV2(
+    weights=None, input_shape=(35, 33, 3), alpha=0.35, classes=7
+  )
+  parity.randomize_weights(model, seed=12, scale=0.2)
+  x = np.random.default_rng(12).uniform(size=(3, 35, 33, 3)).astype(np.float32)
+  parity.assert_matches_keras(model, x, classifier=True)
