@@ -225,7 +225,7 @@ class _Wiring:
       if any(m is not None for m in tree.flatten(mask)):
         self._problem(op, "is called with an explicit list of masks (not supported)")
       mask = None
-    for key in [k for k in kwargs if k.endswith("_mask") and k != "attention_mask"]:
+    for key in [k for k in kwargs if k in ("query_mask", "value_mask", "key_mask")]:
       if kwargs.pop(key) is not None:
         self._problem(op, f"is called with an explicit {key} (not supported)")
     training = kwargs.pop("training", None)
