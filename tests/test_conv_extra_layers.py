@@ -543,3 +543,20 @@ def test_mobilenet_v2_matches_keras():
   parity.randomize_weights(model, seed=12, scale=0.2)
   x = np.random.default_rng(12).uniform(size=(3, 35, 33, 3)).astype(np.float32)
   parity.assert_matches_keras(model, x, classifier=True)
+
+
+@pytest.mark.parametrize(
+  "layer",
+  [
+    L.DepthwiseConv1D(3, padding="same"),
+    L.SeparableConv1D(4, 3, padding="same"),
+    L.Conv1DTranspose(4, 3, padding="same"),
+  ],
+  ids=lambda l: type(l).__name__,
+)
+def test_time_mask_stops_as_in_keras(layer):
+  """Keras's convolutions drop the Embedding's mask; the LSTM then runs over padding too."""
+  model = _model([L.Embedding(20, 4, mask_zero=True), layer, L.LSTM(3), L.Dense(2)], (9,), seed=1)
+  tokens = np.random.default_rng(0).integers(1, 20, size=(6, 9)).astype(np.int32)
+  tokens[:, 6:] = 0
+  parity.assert_matches_keras(model, tokens, classifier=False)

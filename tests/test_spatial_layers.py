@@ -338,3 +338,17 @@ def test_resizing_and_center_crop_round_trip_to_keras():
   x = _images((8, 11, 2), 3, 2)
   np.testing.assert_allclose(np.asarray(rebuilt(x)), ported.predict(x), atol=parity.ATOL, rtol=0)
   assert [l.get_config()["height"] for l in rebuilt.layers] == [9, 5]
+
+
+@pytest.mark.parametrize(
+  "layer",
+  [L.ZeroPadding1D(2), L.Cropping1D((1, 2)), L.UpSampling1D(2)],
+  ids=lambda l: type(l).__name__,
+)
+def test_time_mask_stops_as_in_keras(layer):
+  """Keras drops the Embedding's mask at these layers (they do not support masking):
+  the LSTM after them then runs over the padding too."""
+  model = _model([L.Embedding(20, 4, mask_zero=True), layer, L.LSTM(3), L.Dense(2)], (9,), seed=1)
+  tokens = np.random.default_rng(0).integers(1, 20, size=(6, 9)).astype(np.int32)
+  tokens[:, 6:] = 0
+  parity.assert_matches_keras(model, tokens, classifier=False)
