@@ -375,3 +375,32 @@ def test_new_layers_in_a_functional_graph_match_keras():
   parity.randomize_weights(keras_model, seed=8)
   model = parity.assert_matches_keras(keras_model, _data((6, 5), seed=8, batch=7))
   assert "(TimeDistributed)" in model.summary()
+
+
+@pytest.mark.filterwarnings("ignore:Layer .* does not support masking")
+@pytest.mark.parametrize("inner", ["lstm", "gap"])
+def test_time_distributed_folds_a_per_step_mask_like_keras(inner):
+  # Sentences of words: ids (batch, 4 sentences, 5 words), Embedding(mask_zero)
+  # gives a (batch, 4, 5) mask; Keras hands each sentence its own word mask.
+  inputs = keras.Input((4, 5), dtype="int32")
+  words = L.Embedding(9, 3, mask_zero=True)(inputs)
+  encoder = L.LSTM(6) if inner == "lstm" else L.GlobalAveragePooling1D()
+  outputs = L.Dense(2)(L.Flatten()(L.TimeDistributed(encoder)(words)))
+  keras_model = keras.Model(inputs, outputs)
+  parity.randomize_weights(keras_model, seed=9)
+  x = np.random.default_rng(9).integers(1, 9, size=(3, 4, 5)).astype(np.int32)
+  x[:, :, 3:] = 0  # padded words
+  x[1, 1, 1:] = 0
+  if inner == "lstm":
+    x[0, 2] = 0  # a fully padded sentence (average pooling would give 0/0 there)
+  parity.assert_matches_keras(keras_model, x, classifier=False)
+
+
+def test_time_distributed_refuses_a_plain_time_mask_for_a_mask_reading_inner_layer():
+  from jaxnets.layers import recurrent, wrappers  # pylint: disable=import-outside-toplevel
+
+  layer = wrappers.TimeDistributed(name="td", layer=recurrent.LSTM(name="lstm", units=2))
+  params = layer.init(jax.random.key(0), (4, 5, 3))
+  x, mask = np.zeros((2, 4, 5, 3), np.float32), np.ones((2, 4), bool)
+  with pytest.raises(ValueError, match="TimeDistributed 'td': a \\(2, 4\\) mask .* LSTM"):
+    layer.apply(params, x, mask)

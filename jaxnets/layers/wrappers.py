@@ -10,11 +10,15 @@ independently at inference, so folding gives the same numbers in one call.
 Params are the inner layer's own (``kernel``, ``bias``...), not nested under
 its name: Keras names the wrapper's weights that way too.
 
-A time mask ``(batch, time)`` passes through unchanged (Keras's
-``TimeDistributed`` supports masking); the inner layer gets no mask, since
-Keras hands it one only when its ``call`` takes one, and the jaxnets layers
-that read masks (recurrent, pooling over time...) are refused as inner layers
-while a mask is present.
+Masks, as Keras's ``TimeDistributed``: the incoming mask passes through
+unchanged. Keras hands step ``t``'s slice ``mask[:, t]`` to an inner layer whose
+``call`` takes a mask. A mask with axes beyond ``(batch, time)`` (e.g.
+``(batch, time, words)`` from an ``Embedding(mask_zero=True)`` on
+``(batch, time, words)`` ids) is folded like the input, so an inner LSTM or
+``GlobalAveragePooling1D`` sees each step's own ``(words,)`` mask. A plain
+``(batch, time)`` mask would give the inner layer one flag per example, which
+the jaxnets layers that read masks (recurrent, pooling over time, Softmax) do
+not take: that combination raises, naming the layer.
 """
 
 import dataclasses
@@ -44,14 +48,18 @@ class TimeDistributed(base.Layer):
       raise ValueError(
         f"TimeDistributed {self.name!r}: input must be (batch, time, ...), got {x.shape}"
       )
-    if mask is not None and _reads_mask(self.layer):
-      raise ValueError(
-        f"TimeDistributed {self.name!r}: a masked input to the inner layer "
-        f"{type(self.layer).__name__} is not supported"
-      )
     batch, time = x.shape[:2]
+    inner_mask = None
+    if mask is not None and mask.ndim > 2 and tuple(mask.shape[:2]) == (batch, time):
+      inner_mask = mask.reshape((batch * time,) + tuple(mask.shape[2:]))
+    elif mask is not None and _reads_mask(self.layer):
+      raise ValueError(
+        f"TimeDistributed {self.name!r}: a {tuple(mask.shape)} mask would give the inner "
+        f"layer {type(self.layer).__name__} one flag per example and step, which it does "
+        "not take"
+      )
     folded = x.reshape((batch * time,) + tuple(x.shape[2:]))
-    y, _ = self.layer.apply(params, folded, None, training=training, rng=rng)
+    y, _ = self.layer.apply(params, folded, inner_mask, training=training, rng=rng)
     return y.reshape((batch, time) + tuple(y.shape[1:])), mask
 
   def init(self, rng, input_shape):
