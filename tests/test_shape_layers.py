@@ -299,7 +299,19 @@ def test_image_model_with_augmentation_layers_ports_exactly(tmp_path):
   np.testing.assert_allclose(
     port.load(keras_model).predict(x), keras_model.predict(x, verbose=0), atol=parity.ATOL, rtol=0
   )
-  parity.assert_matches_keras(keras_model, x)
+  model = parity.assert_matches_keras(keras_model, x)
+  reloaded = jaxnets.load(model.save(tmp_path / "augmented"))
+  np.testing.assert_array_equal(reloaded.predict(x), model.predict(x))
+  assert [type(l).__name__ for l in reloaded.layers[:6]] == [
+    "RandomFlip",
+    "RandomRotation",
+    "RandomZoom",
+    "RandomTranslation",
+    "RandomContrast",
+    "RandomBrightness",
+  ]
+  factor = keras_model.layers[1].get_config()["factor"]
+  assert reloaded.layers[1].keras_options()["factor"] == list(factor)
 
 
 # ------------------------------------------------------------ FLOPs
