@@ -1,0 +1,64 @@
+"""Whole ``keras.applications`` models through the port, at small input sizes.
+
+Each model is built with ``weights=None``, few classes and no final softmax
+(logits compare more strictly), given seeded random weights scaled
+``1/sqrt(fan_in)`` (so activations stay realistic through 50+ layers) and
+random BatchNormalization statistics, and run on standard-normal images (the
+scale of a preprocessed image). The port must match Keras (max abs diff <=
+1e-5, identical argmax, jitted and un-jitted) or refuse by name: every problem
+names a layer, its class and the reason, and ``port.load`` raises listing
+them all. Models over ~10 s are marked ``heavy`` (``-m "not heavy"`` skips them).
+"""
+
+import jax
+import keras
+import numpy as np
+import pytest
+
+import port
+from tests import parity
+
+A = keras.applications
+heavy = pytest.mark.heavy
+
+# name: (constructor, smallest convenient input side)
+APPLICATIONS = [
+  pytest.param("MobileNetV2", A.MobileNetV2, 32),
+  pytest.param("MobileNetV3Small", A.MobileNetV3Small, 32),
+  pytest.param("VGG16", A.VGG16, 32),
+  pytest.param("EfficientNetB0", A.EfficientNetB0, 32),
+  pytest.param("ResNet50", A.ResNet50, 32, marks=heavy),
+  pytest.param("ResNet50V2", A.ResNet50V2, 32, marks=heavy),
+  pytest.param("DenseNet121", A.DenseNet121, 32, marks=heavy),
+  pytest.param("Xception", A.Xception, 71, marks=heavy),  # Keras's minimum
+  pytest.param("NASNetMobile", A.NASNetMobile, 32, marks=heavy),
+]
+
+
+@pytest.mark.parametrize("name,constructor,side", APPLICATIONS)
+def test_application_ports_exactly_or_is_refused_by_name(name, constructor, side):
+  keras_model = constructor(
+    weights=None, input_shape=(side, side, 3), classes=5, classifier_activation=None
+  )
+  parity.randomize_weights(keras_model, seed=0, scale=None)
+  problems = port.unsupported(keras_model)
+  if problems:
+    for layer_name, class_name, reason in problems:
+      assert layer_name and class_name and reason, problems
+    with pytest.raises(port.registry.UnsupportedModelError) as info:
+      port.load(keras_model)
+    assert info.value.problems == problems
+    print(f"{name}: refused: {problems}")
+    return
+  x = np.random.default_rng(0).normal(size=(2, side, side, 3)).astype(np.float32)
+  want = np.asarray(keras_model(x, training=False))
+  model = port.load(keras_model)
+  got = model.predict(x)
+  diff = float(np.max(np.abs(got - want)))
+  assert diff <= parity.ATOL, f"{name}: max abs diff {diff:.3g}"
+  np.testing.assert_array_equal(got.argmax(-1), want.argmax(-1))
+  if name in ("MobileNetV2", "VGG16"):  # un-jitted is slow: two representatives
+    with jax.disable_jit():
+      unjitted = np.asarray(model.apply(model.params, model.prepare_inputs(x)))
+    assert float(np.max(np.abs(unjitted - want))) <= parity.ATOL
+  print(f"{name}: ports exactly, max abs diff {diff:.2g}")
