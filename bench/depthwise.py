@@ -11,12 +11,15 @@ and batch size, three systems run interleaved (``bench.timing.interleaved``):
   XLA's default lowering of a depthwise convolution;
 - ``taps``: ``jaxnets.layers.conv_extra``'s multiply-adds over the 9 kernel cells
   (one shifted, strided slice of the padded input per cell, times that cell's
-  per-channel weights, summed);
+  per-channel weights, summed), over the whole batch at once;
+- ``blocked``: the same over blocks of ``conv_extra.TAPS_BLOCK_IMAGES`` images
+  (``lax.map``), what the layers run at inference on CPU (batch 1: the same as taps);
 - ``keras``: ``keras.layers.DepthwiseConv2D`` called eagerly (TF backend) on the
   same weights, for reference (``--keras=false`` leaves it out).
 
 Every system's output is checked against the others first (max abs diff printed;
-must be <= 1e-5). Times are medians in ms; ``taps x`` is grouped / taps.
+must be <= 1e-5). Times are medians in ms; ``taps x`` is grouped / taps, ``block x``
+taps / blocked (medians of per-round ratios).
 """
 
 import os
@@ -48,11 +51,17 @@ SHAPES = [
 ]
 
 
-def _forward(algorithm, strides, pads):
+def _forward(algorithm, strides, pads, block_images=None):
   @jax.jit
   def run(x, kernel):
     return conv_extra.depthwise_conv(
-      x, kernel, strides=strides, pads=pads, dilation=(1, 1), algorithm=algorithm
+      x,
+      kernel,
+      strides=strides,
+      pads=pads,
+      dilation=(1, 1),
+      algorithm=algorithm,
+      block_images=block_images,
     )
 
   return run
@@ -66,10 +75,15 @@ def _case(h, w, c, stride, batch, keras_layer_class):
   pads = conv.spatial_padding("same", (h, w), (3, 3), strides, (1, 1))
   xj, kj = jnp.asarray(x), jnp.asarray(kernel)
   systems, outputs = {}, {}
-  for algorithm in ("grouped", "taps"):
-    fn = _forward(algorithm, strides, pads)
-    outputs[algorithm] = np.asarray(fn(xj, kj))
-    systems[algorithm] = lambda fn=fn: fn(xj, kj).block_until_ready()
+  block = conv_extra.taps_block_images(batch, training=False)
+  for name, algorithm, block_images in (
+    ("grouped", "grouped", None),
+    ("taps", "taps", None),
+    ("blocked", "taps", block),
+  ):
+    fn = _forward(algorithm, strides, pads, block_images)
+    outputs[name] = np.asarray(fn(xj, kj))
+    systems[name] = lambda fn=fn: fn(xj, kj).block_until_ready()
   if keras_layer_class is not None:
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
@@ -97,6 +111,7 @@ def main(argv):
     f"load {os.getloadavg()[0]:.2f}"
   )
   header = f"{'shape':>16} {'s':>2} {'batch':>5} {'grouped':>9} {'taps':>9} {'taps x':>7}"
+  header += f" {'blocked':>9} {'block x':>7}"
   header += f" {'keras':>9} {'diff':>8}" if keras_layer_class else f" {'diff':>8}"
   print(header)
   for h, w, c, stride in SHAPES:
@@ -106,6 +121,7 @@ def main(argv):
       line = (
         f"{f'{h}x{w}x{c}':>16} {stride:>2} {batch:>5} {med['grouped']:>9.3f} {med['taps']:>9.3f}"
         f" {result['ratio'][('taps', 'grouped')]:>7.2f}"
+        f" {med['blocked']:>9.3f} {result['ratio'][('blocked', 'taps')]:>7.2f}"
       )
       if keras_layer_class:
         line += f" {med['keras']:>9.3f}"

@@ -452,6 +452,27 @@ def test_depthwise_formulations_agree_on_random_shapes():
     np.testing.assert_allclose(np.asarray(taps), np.asarray(grouped), atol=1e-5, rtol=0)
 
 
+def test_blocked_taps_equal_one_pass():
+  """Blocks of images (with a remainder block) give the one-pass taps' numbers."""
+  rng = np.random.default_rng(10)
+  x = rng.normal(size=(7, 9, 8, 5)).astype(np.float32)
+  kernel = rng.normal(size=(3, 3, 5, 2)).astype(np.float32)
+  kwargs = dict(strides=(2, 1), pads=[(1, 1), (0, 2)], dilation=(1, 2), algorithm="taps")
+  whole = conv_extra.depthwise_conv(x, kernel, **kwargs)
+  for block in (2, 3):
+    blocked = jax.jit(
+      lambda x, k, b=block: conv_extra.depthwise_conv(x, k, block_images=b, **kwargs)
+    )
+    np.testing.assert_allclose(np.asarray(blocked(x, kernel)), np.asarray(whole), atol=1e-6, rtol=0)
+
+
+def test_taps_are_blocked_only_at_inference_on_a_static_batch():
+  assert conv_extra.taps_block_images(32, training=False) == conv_extra.TAPS_BLOCK_IMAGES
+  assert conv_extra.taps_block_images(conv_extra.TAPS_BLOCK_IMAGES, training=False) is None
+  assert conv_extra.taps_block_images(32, training=True) is None
+  assert conv_extra.taps_block_images(jax.export.symbolic_shape("b")[0], training=False) is None
+
+
 def test_depthwise_rule_uses_taps_for_small_kernels_on_cpu():
   assert conv_extra.choose_depthwise_algorithm((3, 3), (1, 1), 32, 1) == "taps"
   assert conv_extra.choose_depthwise_algorithm((5, 5), (2, 2), 960, 32) == "taps"
