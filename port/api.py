@@ -186,6 +186,9 @@ class _Wiring:
       if isinstance(layer, keras.Model):
         number = self._model(layer, [number], prefix + model.name + "/")[0]
         continue
+      if type(layer).__name__ in _PREPROCESSOR_CLASSES:
+        number = self._preprocessor(layer, number)
+        continue
       number = self._layer_call(layer, [number], [], {}, prefix + model.name + "/")
     return [number]
 
@@ -209,6 +212,10 @@ class _Wiring:
     op = node.operation
     args, kwargs = node.arguments.args, dict(node.arguments.kwargs)
     if len(node.outputs) != 1:
+      converter = registry.converter_for(type(op).__name__)
+      if converter is not None and id(op) not in self.built:
+        # The converter names the option behind the extra outputs (return_state...).
+        self.built[id(op)] = [converter, self._build(op, converter, op.name), None]
       self._problem(
         op, f"returns {len(node.outputs)} tensors (only single-output calls are supported)"
       )
@@ -248,7 +255,9 @@ class _Wiring:
       return
     class_name = type(op).__name__
     if class_name in _PREPROCESSOR_CLASSES:
-      local[id(output)] = self._preprocessor(op, args, kwargs, local, prefix)
+      plain = len(args) == 1 and not kwargs and mask is None
+      source = local.get(id(args[0])) if plain else None
+      local[id(output)] = self._preprocessor(op, source)
       return
     binder = _BINDERS.get(class_name, _bind_default)
     try:
@@ -327,10 +336,10 @@ class _Wiring:
     self.op_layers.append(layer)
     return self._append((layer.name,), numbers, where=op)
 
-  def _preprocessor(self, op, args, kwargs, local, prefix) -> int:
-    tensors = [a for a in args]
-    source = local.get(id(tensors[0])) if len(tensors) == 1 and not kwargs else None
-    if self.preprocessor is not None or prefix or source is None or source != self.string_input:
+  def _preprocessor(self, op, source: int | None) -> int:
+    """A TextVectorization on tensor ``source``: the host-side preprocessor when
+    ``source`` is the model's single string input; returns its output's number."""
+    if self.preprocessor is not None or source is None or source != self.string_input:
       self._problem(
         op,
         "a text preprocessing layer is only supported when fed directly by the model's single "
