@@ -280,6 +280,7 @@ def test_functional_text_model_ports(tmp_path):
   want = np.asarray(keras_model(np.asarray(texts)))
   model = port.load(keras_model)
   assert model.preprocessor is not None and model.input_dtype == "string"
+  assert model.trims_padding  # as fast as the Sequential form: batches cut to real lengths
   _compare("text predict", model.predict(texts), want)
   model.save(tmp_path / "text")
   got = parity.predict_saved_without_tensorflow(tmp_path / "text", texts, tmp_path)
@@ -334,3 +335,15 @@ def test_malformed_graph_is_refused(tmp_path):
   (folder / "architecture.json").write_text(json.dumps(arch))
   with pytest.raises(jaxnets.saving.SavedModelError, match="tensor 99"):
     jaxnets.load(folder)
+
+
+def test_ops_arithmetic_rounds_as_tensorflow():
+  """Division by a constant and multiply-then-add round as TF does (bit for bit):
+  XLA would otherwise use a reciprocal or a fused multiply-add."""
+  x_in = keras.Input((6, 5))
+  outputs = [x_in / 3.0, 3.0 / x_in, x_in * 0.1 + 0.3, (x_in - 1.7) * x_in, 0.5 - x_in]
+  keras_model = keras.Model(x_in, outputs + [L.Average()([x_in, x_in * 2.0, x_in])])
+  x = _images((6, 5), batch=64)
+  want = _keras_output(keras_model, x)
+  for got, expected in zip(port.load(keras_model).predict(x), want):
+    np.testing.assert_array_equal(got, expected)

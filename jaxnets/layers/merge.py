@@ -28,8 +28,28 @@ from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxnets.layers import base
+
+
+def _rounded(y):
+  """``y`` as is, behind a select XLA cannot remove (NaN stays NaN: the identity).
+
+  It stops XLA:CPU from contracting a product with the add that follows into
+  one fused multiply-add (TF rounds the product first: an ulp apart).
+  """
+  return jnp.where(y != y, jnp.float32(np.nan), y)
+
+
+def _divide(a, b):
+  """``a / b`` rounded once, as TF divides: XLA rewrites a division by a
+  broadcast or constant divisor into a multiply by its reciprocal (two
+  roundings); a divisor of the full shape behind an optimization barrier
+  (which constant folding cannot see through) leaves nothing to rewrite."""
+  shape = jnp.broadcast_shapes(jnp.shape(a), jnp.shape(b))
+  divisor = jnp.broadcast_to(jnp.asarray(b, jnp.result_type(a, b)), shape)
+  return a / jax.lax.optimization_barrier(divisor)
 
 
 def _same_rank(xs: tuple) -> tuple:
@@ -107,7 +127,7 @@ class Average(_Merge):
   """Sum of the inputs divided by their count (Keras's order: sum, then divide)."""
 
   def _merge(self, xs, masks):
-    return functools.reduce(jnp.add, xs) / len(xs), _or_masks(masks)
+    return _divide(functools.reduce(jnp.add, xs), float(len(xs))), _or_masks(masks)
 
 
 @base.register
@@ -127,8 +147,8 @@ class Multiply(_Merge):
       output = x if output is None else output * x
     if every:
       output = jnp.where(output_mask, output, jnp.zeros((), output.dtype))
-      return output, jnp.any(output_mask, axis=-1)
-    return output, None
+      return _rounded(output), jnp.any(output_mask, axis=-1)
+    return _rounded(output), None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -249,8 +269,8 @@ def _l2_normalize(x, axis):
 _OPS = {
   "add": jnp.add,
   "subtract": jnp.subtract,
-  "multiply": jnp.multiply,
-  "divide": jnp.true_divide,
+  "multiply": lambda a, b: _rounded(jnp.multiply(a, b)),
+  "divide": _divide,
   "maximum": jnp.maximum,
   "minimum": jnp.minimum,
   "not_equal": jnp.not_equal,
