@@ -1,5 +1,7 @@
 """Dense/activation/shape layers: parity with Keras, config rejection."""
 
+import jax
+import jax.numpy as jnp
 import keras
 import numpy as np
 import pytest
@@ -97,15 +99,32 @@ def test_unsupported_options_are_listed_all_at_once():
     [
       keras.Input((6,)),
       keras.layers.Dense(3),
-      keras.layers.Dropout(0.1, noise_shape=(None, 1), name="drop"),
+      keras.layers.Dense(4, dtype="float64", name="wide"),
       keras.layers.Dense(2, activation=lambda t: t * 2, name="custom"),
     ]
   )
   problems = port.unsupported(model)
-  assert [p[0] for p in problems] == ["drop", "custom"]
-  assert "noise_shape" in problems[0][2]
-  with pytest.raises(port.UnsupportedLayerError, match=r"(?s)'drop'.*noise_shape.*'custom'"):
+  assert [p[0] for p in problems] == ["wide", "custom"]
+  assert "float64" in problems[0][2]
+  with pytest.raises(port.UnsupportedLayerError, match=r"(?s)'wide'.*float64.*'custom'"):
     port.load(model)
+
+
+def test_dropout_noise_shape_ports_and_drops_whole_broadcast_units():
+  """EfficientNet's stochastic depth: Dropout(noise_shape=(None, 1, 1, 1))."""
+  model = keras.Sequential(
+    [keras.Input((3, 4, 5)), keras.layers.Dropout(0.5, noise_shape=(None, 1, 1, 1), name="drop")]
+  )
+  ported = port.load(model)
+  x = np.random.default_rng(0).normal(size=(64, 3, 4, 5)).astype(np.float32)
+  np.testing.assert_array_equal(ported.predict(x), x)  # identity at inference, as Keras
+  layer = ported.layers[0]
+  y, _ = layer.apply({}, jnp.asarray(x), training=True, rng=jax.random.key(1))
+  kept = np.asarray(y).reshape(64, -1) != 0
+  assert np.all(kept.all(axis=1) | ~kept.any(axis=1))  # each example kept or dropped whole
+  assert 10 < kept.all(axis=1).sum() < 54
+  np.testing.assert_allclose(np.asarray(y)[kept.all(axis=1)], 2 * x[kept.all(axis=1)], rtol=1e-6)
+  assert port.to_keras(ported).layers[0].noise_shape == (None, 1, 1, 1)
 
 
 def test_nested_sequential_is_flattened():

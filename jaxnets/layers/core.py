@@ -161,9 +161,13 @@ class Dropout(base.Layer):
   """Identity at inference; at training zeroes a ``rate`` fraction of units and
   scales the rest by ``1 / (1 - rate)`` (inverted dropout, as Keras).
 
-  ``rate`` is the fraction *dropped* (Keras's meaning, not stax's keep rate)."""
+  ``rate`` is the fraction *dropped* (Keras's meaning, not stax's keep rate).
+  ``noise_shape`` (Keras's option, e.g. ``(None, 1, 1, 1)`` in EfficientNet's
+  stochastic depth): the shape of the keep mask, broadcast over the input; a
+  ``None`` entry takes the input's size on that axis."""
 
   rate: float
+  noise_shape: tuple[int | None, ...] | None = None
 
   trailing_padding_safe = True
 
@@ -172,7 +176,15 @@ class Dropout(base.Layer):
       return x, mask
     if rng is None:
       raise ValueError(f"Dropout layer {self.name!r}: training=True needs an rng key")
-    keep = jax.random.bernoulli(rng, 1.0 - self.rate, x.shape)
+    shape = x.shape
+    if self.noise_shape is not None:
+      if len(self.noise_shape) != x.ndim:
+        raise ValueError(
+          f"Dropout layer {self.name!r}: noise_shape {self.noise_shape} does not match "
+          f"an input of rank {x.ndim}"
+        )
+      shape = tuple(n if d is None else d for n, d in zip(x.shape, self.noise_shape))
+    keep = jax.random.bernoulli(rng, 1.0 - self.rate, shape)
     return jnp.where(keep, x / (1.0 - self.rate), 0.0).astype(x.dtype), mask
 
 

@@ -131,8 +131,10 @@ def elu(cfg):
 
 def dropout(cfg):
   cfg.dtype()
-  cfg.expect("noise_shape", None)
-  return [core.Dropout(name=cfg.layer_name, rate=float(cfg.get("rate")))]
+  noise_shape = cfg.get("noise_shape", None)
+  if noise_shape is not None:
+    noise_shape = tuple(None if d is None else int(d) for d in noise_shape)
+  return [core.Dropout(name=cfg.layer_name, rate=float(cfg.get("rate")), noise_shape=noise_shape)]
 
 
 def flatten(cfg):
@@ -229,7 +231,9 @@ registry.register(
     layer=core.Dropout,
     keras_class="Dropout",
     build=dropout,
-    to_keras=lambda keras, layer: keras.layers.Dropout(layer.rate, name=layer.name),
+    to_keras=lambda keras, layer: keras.layers.Dropout(
+      layer.rate, noise_shape=layer.noise_shape, name=layer.name
+    ),
     flops=free_flops,
   )
 )
