@@ -87,29 +87,35 @@ def layer_flops(layer: base.Layer, input_shape: Sequence[int], params=None) -> i
 
 
 def per_layer(model, example_shape: Sequence[int]) -> list[tuple[str, str, int]]:
-  """``(layer name, class, FLOPs)`` for ONE example of ``example_shape``.
+  """``(layer name, class, FLOPs)`` per layer application, for ONE example.
 
-  ``example_shape`` is the compiled model's input without the batch axis
-  (for a text model: ``(length,)`` of token ids).
+  ``example_shape`` is the compiled model's input without the batch axis (for
+  a text model: ``(length,)`` of token ids). The model's graph is walked in its
+  execution order, so a shared layer has one row per application and a layer
+  with several inputs is given their shapes as a tuple.
   """
-  rows = []
-  x = jax.ShapeDtypeStruct(
-    (1,) + tuple(int(d) for d in example_shape),
-    _input_dtype(model.layers[0]) if model.layers else jnp.float32,
-  )
-  mask = None
-  for layer in model.layers:
-    params = model.params.get(layer.name, {})
-    counter = counter_for(layer)
-    y, mask = jax.eval_shape(lambda p, v, m, layer=layer: layer.apply(p, v, m), params, x, mask)
-    rows.append(
-      (
-        layer.name,
-        type(layer).__name__,
-        int(counter(layer, tuple(x.shape[1:]), tuple(y.shape[1:]))),
-      )
+  if model.num_inputs != 1:
+    raise ValueError(
+      f"FLOPs of model {model.name!r} with {model.num_inputs} inputs: give one example "
+      "shape per input (not supported by the benchmark)"
     )
-    x = y
+  rows = []
+  by_name = {layer.name: layer for layer in model.layers}
+
+  def count(name, x, mask, index):
+    del index
+    layer = by_name[name]
+    y, out_mask = jax.eval_shape(
+      lambda p, v, m: layer.apply(p, v, m), model.params.get(name, {}), x, mask
+    )
+    in_shape = tuple(tuple(v.shape[1:]) for v in x) if layer.multiple_inputs else tuple(x.shape[1:])
+    rows.append((name, type(layer).__name__, int(counter_for(layer)(layer, in_shape, y.shape[1:]))))
+    return y, out_mask
+
+  # Strings reach the compiled function as int32 token ids.
+  dtype = jnp.float32 if model.input_dtypes[0] == "float32" else jnp.int32
+  x = jax.ShapeDtypeStruct((1,) + tuple(int(d) for d in example_shape), dtype)
+  model.graph.run(by_name, count, [x])
   return rows
 
 
@@ -135,7 +141,7 @@ def per_layer_total(model, x: np.ndarray) -> list[tuple[str, str, int]]:
   for text models, see ``model_flops``)."""
   x = np.asarray(x)
   if not len(x):
-    return [(layer.name, type(layer).__name__, 0) for layer in model.layers]
+    return [(n, c, 0) for n, c, _ in per_layer(model, x.shape[1:])]
   if not is_text(model):
     return [(n, c, len(x) * f) for n, c, f in per_layer(model, x.shape[1:])]
   lengths, counts = np.unique(real_lengths(x), return_counts=True)
@@ -146,7 +152,8 @@ def per_layer_total(model, x: np.ndarray) -> list[tuple[str, str, int]]:
       cache[length] = [f for _, _, f in per_layer(model, (length,) + x.shape[2:])]
     return cache[length]
 
-  totals = np.zeros(len(model.layers), np.int64)
+  rows = per_layer(model, (1,) + x.shape[2:])
+  totals = np.zeros(len(rows), np.int64)
   for length, count in zip(lengths, counts):
     # An all-padding row does no useful time step; a zero-length trace is not
     # something every layer supports, and each count is affine in the length
@@ -157,4 +164,4 @@ def per_layer_total(model, x: np.ndarray) -> list[tuple[str, str, int]]:
       else np.maximum(0, 2 * np.asarray(at(1)) - np.asarray(at(2)))
     )
     totals += int(count) * row
-  return [(layer.name, type(layer).__name__, int(t)) for layer, t in zip(model.layers, totals)]
+  return [(n, c, int(t)) for (n, c, _), t in zip(rows, totals)]

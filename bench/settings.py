@@ -9,7 +9,22 @@ import dataclasses
 import sys
 from typing import Any, Callable, Mapping, Sequence
 
-MODELS = ("cnn", "lstm", "rnn", "mlp")
+# The studies' models (the default), then models from outside the course
+# (``bench/applications.py``: keras.applications at 224x224 and a transformer).
+STUDY_MODELS = ("cnn", "lstm", "rnn", "mlp")
+APPLICATION_MODELS = (
+  "mobilenetv2",
+  "mobilenetv3small",
+  "resnet50",
+  "resnet50v2",
+  "densenet121",
+  "efficientnetb0",
+  "vgg16",
+  "xception",
+  "nasnetmobile",
+  "transformer",
+)
+MODELS = STUDY_MODELS + APPLICATION_MODELS
 SYSTEMS = (
   "keras_predict",
   "keras_call",
@@ -56,7 +71,7 @@ class Settings:
     log: receives progress lines.
   """
 
-  models: Sequence[str] = MODELS
+  models: Sequence[str] = STUDY_MODELS
   batch_sizes: Sequence[int] = (1, 32, 256)
   systems: Sequence[str] = SYSTEMS
   repeats: int = 7
@@ -78,7 +93,7 @@ class Settings:
     for what, values, valid in (
       ("models", self.models, MODELS),
       ("systems", self.systems, SYSTEMS),
-      ("model_overrides", self.model_overrides, MODELS),
+      ("model_overrides", self.model_overrides, STUDY_MODELS),
     ):
       unknown = set(values) - set(valid)
       if unknown:
@@ -127,6 +142,19 @@ PRESETS: dict[str, dict[str, Any]] = {
     systems=("keras_predict", "port_predict"),
     num_inputs=512,
     max_batches=100,
+  ),
+  # Models from outside the course (issue 14): keras.applications at their
+  # real input size and a transformer text classifier, at batch 1 and 32,
+  # against Keras (TF), Keras on JAX and ONNX Runtime.
+  "applications": dict(
+    _QUICK,
+    models=APPLICATION_MODELS,
+    batch_sizes=(1, 32),
+    systems=("keras_predict", "keras_jax", "onnxruntime", "port_predict", "port_jit"),
+    repeats=3,
+    latency_repeats=11,
+    num_inputs=64,
+    max_batches=2,
   ),
 }
 

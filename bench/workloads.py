@@ -26,6 +26,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from bench import applications
 from bench import frameworks
 from bench import weights as weights_lib
 from bench.settings import Settings
@@ -223,6 +224,9 @@ def _rows(
 
 def build(name: str, settings: Settings) -> Workload:
   """Model ``name`` (trained if found, else seeded random) and its timed rows."""
+  if name in applications.MODELS:
+    keras_model, x, weights, source = applications.build(name, settings.num_inputs, settings.seed)
+    return Workload(name, keras_model, x, weights, source)
   architecture = config(name, settings.model_overrides.get(name))
   text = studies.FAMILIES[name].dataset == "nusax"
   nusax = _nusax(settings.data_dir) if text else None

@@ -354,3 +354,23 @@ def test_command_line_rejects_bad_flags(args, message):
   )
   assert done.returncode != 0
   assert message in done.stderr
+
+
+def test_transformer_workload_ports_exactly_and_counts_flops_over_the_graph():
+  """A model from outside the course: a functional graph whose attention layer
+  takes several inputs (``bench/applications.py``)."""
+  import port  # pylint: disable=import-outside-toplevel
+  from bench import flops  # pylint: disable=import-outside-toplevel
+
+  settings = settings_lib.preset("applications", models=("transformer",), num_inputs=6)
+  workload = workloads.build("transformer", settings)
+  assert workload.x.shape == (6, 128) and workload.x.dtype == np.int32
+  assert (workload.x == 0).any()  # zero padding for the mask
+  ported = port.load(workload.keras_model)
+  want = np.asarray(workload.keras_model(workload.x, training=False))
+  np.testing.assert_allclose(ported.predict(workload.x), want, atol=parity.ATOL)
+  rows = flops.per_layer(ported, (128,))
+  assert sorted(r[0] for r in rows) == sorted(layer.name for layer in ported.layers)
+  by_class = {c: f for _, c, f in rows}
+  assert by_class["MultiHeadAttention"] > 0 and by_class["Dense"] > 0
+  assert "transformer" in report.TARGETS and settings.batch_sizes == (1, 32)
