@@ -9,6 +9,9 @@ once and the same metrics (TensorFlow op determinism is on everywhere). Bad
 executor flags must fail before any work, an unreachable cluster within seconds.
 """
 
+import contextlib
+import fcntl
+import json
 import os
 import pathlib
 import signal
@@ -94,6 +97,13 @@ def _children(pid: int) -> list[int]:
   return found
 
 
+def _cmdline(pid: int) -> bytes:
+  try:
+    return pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+  except OSError:
+    return b""
+
+
 def _alive(pid: int) -> bool:
   try:
     state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -117,11 +127,27 @@ def _cli(*args, env=None, **kwargs):
 
 @pytest.fixture(scope="module")
 def reference(real_data_dir, tmp_path_factory):
-  """The tiny study trained in this process, one run after another."""
-  workdir = tmp_path_factory.mktemp("reference")
-  lines = _run(workdir, real_data_dir, None)
-  assert sum(DONE in line for line in lines) == RUNS
-  return _tables(workdir / FAMILY / STUDY)
+  """The tiny study trained in this process, one run after another.
+
+  Under pytest-xdist (CI's ``-n 2``) both workers may need it: the first trains it, the
+  other waits for its tables (a file in the session's shared temporary folder).
+  """
+  shared = None
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    shared = tmp_path_factory.getbasetemp().parent / "executors_reference.json"
+  with contextlib.ExitStack() as stack:
+    if shared is not None:
+      lock = stack.enter_context(open(f"{shared}.lock", "a", encoding="utf-8"))
+      fcntl.flock(lock, fcntl.LOCK_EX)
+      if shared.is_file():
+        return tuple(json.loads(shared.read_text()))
+    workdir = tmp_path_factory.mktemp("reference")
+    lines = _run(workdir, real_data_dir, None)
+    assert sum(DONE in line for line in lines) == RUNS
+    tables = _tables(workdir / FAMILY / STUDY)
+    if shared is not None:
+      shared.write_text(json.dumps(tables))
+    return tables
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +247,8 @@ def test_two_workers_killed_driver_then_rerun_finishes_only_what_is_missing(
   reference, real_data_dir, tmp_path
 ):
   """--workers=2 from the command line, its driver SIGKILLed after the first finished run;
-  re-run with two workers, the study holds every run once and the reference's numbers."""
+  re-run with two workers, one of them SIGKILLed too: the study holds every run once and
+  the reference's numbers."""
   study_dir = tmp_path / FAMILY / STUDY
   env = dict(os.environ, JAXNETS_DATA_DIR=str(real_data_dir))
   driver = _cli(*CLI_TINY, "--workers=2", f"--workdir={tmp_path}", env=env)
@@ -244,8 +271,26 @@ def test_two_workers_killed_driver_then_rerun_finishes_only_what_is_missing(
   finished = len(list(study_dir.glob("*/seed*/result.json")))
   assert finished < RUNS
 
+  killed = []
+
+  def kill_one_pool_worker():
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not killed:
+      pool = [pid for pid in _children(os.getpid()) if b"spawn_main" in _cmdline(pid)]
+      if pool:
+        time.sleep(3.0)  # into its import of TensorFlow or its first run
+        if _alive(pool[0]):
+          os.kill(pool[0], signal.SIGKILL)
+          killed.append(pool[0])
+      time.sleep(0.2)
+
+  killer = threading.Thread(target=kill_one_pool_worker, daemon=True)
+  killer.start()
   lines = _run(tmp_path, real_data_dir, local.LocalPool(2))
+  killer.join()
+  assert killed, "no worker process was seen"
   assert any("executor: local, 2 worker processes" in line for line in lines)
+  assert any("a worker process died" in line for line in lines), lines
   assert any(f"{RUNS - finished} to train" in line for line in lines), lines
   assert sum(DONE in line for line in lines) == RUNS - finished
   _check_every_run_once(study_dir)

@@ -18,6 +18,10 @@ retrained: runs are keyed by a hash of everything that determines their numbers.
 Reproducibility: each run starts from ``keras.utils.set_random_seed(seed)``
 after ``keras.backend.clear_session()``, with TensorFlow op determinism on, so
 re-running a run gives the same weights and the same table.
+
+Where runs train: here, one after another (the default), or through an
+executor (:mod:`train.executors`: worker processes, Ray tasks), which returns
+each run's files for this process to write into the same layout.
 """
 
 import contextlib
@@ -695,8 +699,11 @@ class _Runs:
       return
     self.executor.start(self.log)
     self.progress.slots = max(1, min(self.executor.slots, len(jobs)))
-    # verbose=0: per-epoch lines of several workers would interleave.
-    remote = dataclasses.replace(self.settings, verbose=0)
+    # verbose=0: per-epoch lines of several workers would interleave. A relative
+    # --data_dir means the driver's folder; a worker may run in another directory.
+    data_dir = self.settings.data_dir
+    data_dir = os.path.abspath(os.path.expanduser(data_dir)) if data_dir else None
+    remote = dataclasses.replace(self.settings, verbose=0, data_dir=data_dir)
     backend = keras.backend.backend()
     for job in jobs:
       self.submitted[job.run_key] = job
