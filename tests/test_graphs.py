@@ -199,6 +199,8 @@ def test_residual_block(tmp_path):
   model, want = check(residual_block(), x, tmp_path)
   assert not model.graph.is_chain
   _compare("saved, TF blocked", saved_predict_without_tensorflow(model, x, tmp_path), want)
+  exported = jaxnets.load_exported(model.export(tmp_path / "exported"))
+  _compare("exported", exported.predict(x), want)
 
 
 def test_inception_concatenate(tmp_path):
