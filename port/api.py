@@ -274,12 +274,14 @@ class _Wiring:
     """``numbers`` with the first tensor replaced by a SetMask of it and ``mask``.
 
     A mask that is the input's own (the one Keras attached to it) is the mask
-    the jaxnets layers carry along, unless a MultiHeadAttention cleared it.
+    the jaxnets layers carry along, unless a MultiHeadAttention has cleared
+    masks anywhere before: Keras's eager call then still uses the recorded
+    mask computation, while the carried masks have lost a contribution.
     """
     if mask is None:
       return numbers
     own = len(tensors) == 1 and getattr(tensors[0], "_keras_mask", None) is mask
-    if own and numbers[0] not in self.cleared:
+    if own and not self.cleared:
       return numbers
     if len(numbers) != 1:
       self._problem(op, "is called with an explicit mask and several inputs (not supported)")
@@ -320,7 +322,7 @@ class _Wiring:
     operands, numbers = [], []
     for a in args:
       if isinstance(a, keras.KerasTensor):
-        if _dtype_name(a) != "float32" and name != "not_equal":
+        if _dtype_name(a) != "float32" and name not in ("not_equal", "logical_or", "logical_and"):
           self._problem(op, f"operand {a.name!r} has dtype {_dtype_name(a)} (only float32)")
         operands.append(None)
         numbers.append(self._number(local, a, op))

@@ -145,3 +145,15 @@ def test_transformer_text_classifier(tmp_path):
   model, want = check(transformer_classifier(), ids, tmp_path)
   got = saved_predict_without_tensorflow(model, ids, tmp_path)
   _compare("saved, TF blocked", got, want)
+
+
+def test_mask_recorded_before_mha_cleared_it():
+  """Keras's GlobalAveragePooling1D gets the mask the graph recorded (the OR of
+  both Add inputs' masks), although MultiHeadAttention removed one of them
+  from its tensor at run time; a Dropout in between returns the same tensor."""
+  ids = keras.Input((None,), dtype="int32")
+  x = L.Dropout(0.2)(L.Embedding(20, 6, mask_zero=True)(ids))
+  h = L.MultiHeadAttention(2, 3)(x, x)
+  merged = L.Add()([h, x])
+  outputs = [L.GlobalAveragePooling1D()(merged), L.GlobalAveragePooling1D()(x), merged]
+  check(keras.Model(ids, outputs), _tokens())

@@ -274,6 +274,8 @@ _OPS = {
   "maximum": jnp.maximum,
   "minimum": jnp.minimum,
   "not_equal": jnp.not_equal,
+  "logical_or": jnp.logical_or,
+  "logical_and": jnp.logical_and,
 }
 
 

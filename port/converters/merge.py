@@ -22,8 +22,11 @@ OPS = {
   "Divide": "divide",
   "Maximum": "maximum",
   "Minimum": "minimum",
-  # An Embedding(mask_zero=True)'s mask, recorded as not_equal(ids, 0).
+  # Masks Keras records: an Embedding(mask_zero=True)'s not_equal(ids, 0), a
+  # merge layer's OR of its inputs' masks.
   "NotEqual": "not_equal",
+  "LogicalOr": "logical_or",
+  "LogicalAnd": "logical_and",
 }
 
 
