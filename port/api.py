@@ -334,6 +334,9 @@ class _Wiring:
     if not numbers:
       self._problem(op, "has no tensor operand")
       return self._dead()
+    for n in numbers:
+      if n in self.unported:
+        return n  # reads an unported operation: a problem only if something reads this
     layer = merge.Arithmetic(name=self._unique(op.name, op), op=name, operands=tuple(operands))
     self.op_layers.append(layer)
     return self._append((layer.name,), numbers, where=op)
