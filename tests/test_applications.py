@@ -7,7 +7,7 @@ random BatchNormalization statistics, and run on standard-normal images (the
 scale of a preprocessed image). The port must match Keras (max abs diff <=
 1e-5, identical argmax, jitted and un-jitted) or refuse by name: every problem
 names a layer, its class and the reason, and ``port.load`` raises listing
-them all. Models over ~10 s are marked ``heavy`` (``-m "not heavy"`` skips them).
+them all (today all nine port exactly). Models over ~10 s are marked ``heavy`` (``-m "not heavy"`` skips them).
 """
 
 import jax
