@@ -209,6 +209,16 @@ def test_rejects_a_model_without_softmax_output():
     )
 
 
+def test_rejects_a_graph_rather_than_training_it_as_a_chain():
+  inputs = keras.Input((4,))
+  branch = keras.layers.Dense(4, name="branch")(inputs)
+  merged = keras.layers.Add()([inputs, branch])
+  outputs = keras.layers.Dense(2, activation="softmax")(merged)
+  model = port.load(keras.Model(inputs, outputs, name="residual"))
+  with pytest.raises(ValueError, match=r"'residual'.*chains of layers"):
+    jax_trainer.logits_model(model)
+
+
 def test_data_parallel_training_matches_one_device():
   """Four forced CPU devices shard each batch; the result equals one device's."""
   script = textwrap.dedent("""

@@ -106,7 +106,17 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
 
 
 def logits_model(model: jaxnets.Model) -> jaxnets.Model:
-  """The same model with its final softmax removed (it moves into the loss)."""
+  """The same model with its final softmax removed (it moves into the loss).
+
+  Only chains (the studies' models): the layers are rebuilt in order, so a
+  graph with branches, merges or several inputs/outputs is refused by name
+  rather than trained as the wrong chain.
+  """
+  if not model.graph.is_chain:
+    raise ValueError(
+      f"model {model.name!r}: the JAX trainer trains chains of layers (Sequential-like "
+      "models); this one is a graph with branches, merges or several inputs/outputs"
+    )
   layers = list(model.layers)
   last = layers[-1]
   if getattr(last, "activation", None) == "softmax" and hasattr(last, "units"):
