@@ -65,7 +65,6 @@ def _deterministic_text_fit(fit_call: str, predict_call: str) -> str:
   script = (
     textwrap.dedent(
       """
-    import types
     import numpy as np, tensorflow as tf, keras
     from train import keras_inputs
     keras.utils.set_random_seed(0)
@@ -78,7 +77,6 @@ def _deterministic_text_fit(fit_call: str, predict_call: str) -> str:
       keras.Input((1,), dtype="string"), vec, keras.layers.Embedding(30, 4, mask_zero=True),
       keras.layers.LSTM(4), keras.layers.Dense(3, activation="softmax")])
     model.compile("adam", "sparse_categorical_crossentropy")
-    data = types.SimpleNamespace(x_train=x, y_train=y, x_val=x[:20], y_val=y[:20])
     FIT
     PREDICT
     print("done")
@@ -103,7 +101,7 @@ def _deterministic_text_fit(fit_call: str, predict_call: str) -> str:
 
 def test_deterministic_text_fit_logs_no_nodedef_error():
   stderr = _deterministic_text_fit(
-    "model.fit(**keras_inputs.fit_arguments(data, 16), epochs=2, verbose=0)",
+    "model.fit(**keras_inputs.fit_arguments(x, y, x[:20], y[:20], 16), epochs=2, verbose=0)",
     "model.predict(**keras_inputs.predict_arguments(x, 32), verbose=0)",
   )
   assert "use_unbounded_threadpool" not in stderr

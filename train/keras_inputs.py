@@ -80,21 +80,20 @@ def array_dataset(
   return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def fit_arguments(dataset, batch_size: int) -> dict:
-  """``model.fit`` keywords for a study's data: training batches shuffled each
-  epoch, validation batches in order (``dataset`` has ``x_train``, ``y_train``,
-  ``x_val``, ``y_val``)."""
-  if not needs_own_pipeline(dataset.x_train):
+def fit_arguments(x_train, y_train, x_val, y_val, batch_size: int) -> dict:
+  """``model.fit`` keywords: training batches shuffled each epoch, validation
+  batches in order; string inputs through :func:`array_dataset`."""
+  if not needs_own_pipeline(x_train):
     return dict(
-      x=dataset.x_train,
-      y=dataset.y_train,
-      validation_data=(dataset.x_val, dataset.y_val),
+      x=x_train,
+      y=y_train,
+      validation_data=(x_val, y_val),
       batch_size=batch_size,
       shuffle=True,
     )
   return dict(
-    x=array_dataset(dataset.x_train, dataset.y_train, batch_size, shuffle=True),
-    validation_data=array_dataset(dataset.x_val, dataset.y_val, batch_size, shuffle=False),
+    x=array_dataset(x_train, y_train, batch_size, shuffle=True),
+    validation_data=array_dataset(x_val, y_val, batch_size, shuffle=False),
   )
 
 

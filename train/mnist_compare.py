@@ -39,6 +39,7 @@ import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 
 from flags import common as common_flags
 from train import data
+from train import fitting
 from train import jax_trainer
 from train import models
 from train import report
@@ -110,9 +111,7 @@ def train_keras(recipe: Recipe, x, y, epochs: int, seed: int) -> dict:
   )
   model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
   x_train, y_train, x_val, y_val = _split(recipe, x, y)
-  from train import runner  # pylint: disable=import-outside-toplevel
-
-  timer = runner.EpochTimer()
+  timer = fitting.EpochTimer()
   callbacks = [timer]
   if recipe.patience is not None:
     callbacks.append(

@@ -220,14 +220,14 @@ def training_rows(dataset, train: Mapping[str, Any], settings):
   import numpy as np  # pylint: disable=import-outside-toplevel
 
   from train import data as data_lib  # pylint: disable=import-outside-toplevel
-  from train import runner  # pylint: disable=import-outside-toplevel
+  from train import fitting  # pylint: disable=import-outside-toplevel
 
   xs, ys = [dataset.x_train], [dataset.y_train]
   for lang in train["train_langs"]:
     if lang == settings.lang:
       continue  # already there
     d = data_lib.load_nusax(lang, settings.data_dir)
-    x, y = runner._subsample(d.train_texts, d.train_labels, settings.max_train_rows)  # pylint: disable=protected-access
+    x, y = fitting.subsample(d.train_texts, d.train_labels, settings.max_train_rows)
     xs.append(x)
     ys.append(y)
   return np.concatenate(xs), np.concatenate(ys)
@@ -352,20 +352,18 @@ def fit_keras(job, dataset, settings, callbacks=()):
     loss=loss,
     metrics=["accuracy"],
   )
-  from train import runner  # pylint: disable=import-outside-toplevel
+  from train import fitting  # pylint: disable=import-outside-toplevel
+  from train import keras_inputs  # pylint: disable=import-outside-toplevel
 
-  timer = runner.EpochTimer()
+  timer = fitting.EpochTimer()
   stopper = keras.callbacks.EarlyStopping(
     monitor=recipe.monitor, patience=recipe.patience, restore_best_weights=True
   )
   start = time.perf_counter()
   history = model.fit(
-    x_train,
-    y_fit,
-    validation_data=(dataset.x_val, y_val),
+    # Text through keras_inputs: no per-epoch TF E0000 line (see its docstring).
+    **keras_inputs.fit_arguments(x_train, y_fit, dataset.x_val, y_val, recipe.batch_size),
     epochs=recipe.epochs,
-    batch_size=recipe.batch_size,
-    shuffle=True,
     verbose=settings.verbose,
     callbacks=[stopper, timer, *callbacks],
   )

@@ -43,6 +43,7 @@ from sklearn.metrics import confusion_matrix, f1_score
 
 import port
 from train import data as data_lib
+from train import fitting
 from train import keras_inputs
 from train import models
 from train.executors import base as executors_base
@@ -60,7 +61,6 @@ PORT_FAILURE_FILE = "port_check_failed.json"
 MAX_ABS_DIFF = 1e-4
 PREDICT_BATCH = 256
 MNIST_VALIDATION_SPLIT = 0.2
-SUBSAMPLE_SEED = 0  # which rows --max_*_rows keeps; fixed so every run sees the same rows
 
 
 TRAINERS = ("keras", "jax")
@@ -187,14 +187,6 @@ class StudyOutput:
 # ------------------------------------------------------------------------ data
 
 
-def _subsample(x: np.ndarray, y: np.ndarray, limit: int | None):
-  if limit is None or len(y) <= limit:
-    return x, y
-  rng = np.random.default_rng(SUBSAMPLE_SEED)
-  keep = np.sort(rng.choice(len(y), size=int(limit), replace=False))
-  return x[keep], y[keep]
-
-
 _CLASS_NAMES = {
   "cifar10": data_lib.CIFAR10_CLASSES,
   "mnist": tuple(str(digit) for digit in range(10)),
@@ -248,9 +240,9 @@ def load_dataset(family: studies.Family, settings: Settings) -> Dataset:
     source = f"NusaX-Senti {settings.lang} (official train/valid/test files)"
   else:
     raise ValueError(f"unknown dataset {family.dataset!r}")
-  x_train, y_train = _subsample(splits[0], splits[1], settings.max_train_rows)
-  x_val, y_val = _subsample(splits[2], splits[3], settings.max_train_rows)
-  x_test, y_test = _subsample(splits[4], splits[5], settings.max_test_rows)
+  x_train, y_train = fitting.subsample(splits[0], splits[1], settings.max_train_rows)
+  x_val, y_val = fitting.subsample(splits[2], splits[3], settings.max_train_rows)
+  x_test, y_test = fitting.subsample(splits[4], splits[5], settings.max_test_rows)
   identity.update(max_train_rows=settings.max_train_rows, max_test_rows=settings.max_test_rows)
   description = (
     f"{source}: {len(y_train)} train / {len(y_val)} validation / {len(y_test)} test rows"
@@ -433,13 +425,15 @@ def _fit_keras(job: Job, dataset: Dataset, settings: Settings):
   stopper = keras.callbacks.EarlyStopping(
     monitor=job.recipe.monitor, patience=job.recipe.patience, restore_best_weights=True
   )
-  timer = EpochTimer()
+  timer = fitting.EpochTimer()
   callbacks = [stopper, timer]
   if settings.tensorboard:
     callbacks.append(tensorboard_logs.keras_callback(job.run_dir))
   fit_start = time.perf_counter()
   history = model.fit(
-    **keras_inputs.fit_arguments(dataset, job.recipe.batch_size),
+    **keras_inputs.fit_arguments(
+      dataset.x_train, dataset.y_train, dataset.x_val, dataset.y_val, job.recipe.batch_size
+    ),
     epochs=job.recipe.epochs,
     verbose=settings.verbose,
     callbacks=callbacks,
@@ -609,20 +603,6 @@ def _reuse(job: Job, source_dir: pathlib.Path, workdir: pathlib.Path) -> dict:
     shutil.rmtree(job.run_dir)
   os.replace(tmp, job.run_dir)
   return record
-
-
-class EpochTimer(keras.callbacks.Callback):
-  """Records each epoch's wall time in seconds (``times``)."""
-
-  def __init__(self):
-    super().__init__()
-    self.times, self._start = [], 0.0
-
-  def on_epoch_begin(self, epoch, logs=None):
-    self._start = time.perf_counter()
-
-  def on_epoch_end(self, epoch, logs=None):
-    self.times.append(time.perf_counter() - self._start)
 
 
 # ----------------------------------------------------------------- the studies
