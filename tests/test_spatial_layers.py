@@ -6,10 +6,6 @@ the padded/cropped/interpolated values are not the input's own), ported and
 compared jitted and un-jitted with Keras's forward pass at odd sizes.
 """
 
-import subprocess
-import sys
-import textwrap
-
 import keras
 import numpy as np
 import pytest
@@ -19,7 +15,6 @@ from bench import flops as bench_flops
 from jaxnets import layers as jlayers
 from jaxnets.layers import spatial
 from tests import parity
-from tests.conftest import REPO_ROOT
 
 L = keras.layers
 
@@ -160,26 +155,8 @@ def test_keras_file_and_reload_without_tensorflow(tmp_path):
     from_file.predict(x), np.asarray(model(x, training=False)), atol=parity.ATOL, rtol=0
   )
   from_file.save(tmp_path / "saved")
-  np.save(tmp_path / "x.npy", x)
-  script = textwrap.dedent(f"""
-      import sys
-      sys.modules["tensorflow"] = None
-      sys.modules["keras"] = None
-      import numpy as np
-      import jaxnets
-      model = jaxnets.load({str(tmp_path / "saved")!r})
-      np.save({str(tmp_path / "y.npy")!r}, model.predict(np.load({str(tmp_path / "x.npy")!r})))
-  """)
-  result = subprocess.run(
-    [sys.executable, "-c", script],
-    cwd=REPO_ROOT,
-    capture_output=True,
-    text=True,
-    timeout=300,
-    check=False,
-  )
-  assert result.returncode == 0, result.stderr[-3000:]
-  np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), from_file.predict(x))
+  got = parity.predict_saved_without_tensorflow(tmp_path / "saved", list(x), tmp_path)
+  np.testing.assert_array_equal(got, from_file.predict(x))
 
 
 @pytest.mark.parametrize(
