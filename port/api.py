@@ -480,8 +480,19 @@ def _bind_default(layer, args, kwargs):
   return [arg], {}
 
 
+# Built-in Keras classes refused on purpose, with the reason (not just "no converter").
+_KNOWN_REFUSALS = {
+  "RandomCrop": (
+    "at inference Keras 3 returns the input uncropped while declaring the cropped "
+    "output shape, so there is no consistent answer to reproduce; use CenterCrop"
+  ),
+}
+
+
 def _no_converter(layer) -> str:
   class_name = type(layer).__name__
+  if class_name in _KNOWN_REFUSALS and type(layer).__module__.startswith("keras."):
+    return f"Keras class {class_name} is refused: {_KNOWN_REFUSALS[class_name]}"
   custom = not type(layer).__module__.startswith("keras.")
   advice = (
     "it is a custom layer (defined in "

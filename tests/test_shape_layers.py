@@ -157,6 +157,7 @@ def test_random_crop_is_refused_by_name():
   assert keras_model.output_shape == (None, 5, 5, 3)
   problems = port.unsupported(keras_model)
   assert [(p[0], p[1]) for p in problems] == [("crop", "RandomCrop")]
+  assert "uncropped" in problems[0][2] and "CenterCrop" in problems[0][2]
   with pytest.raises(port.UnsupportedLayerError, match="'crop'.*RandomCrop"):
     port.load(keras_model)
 
