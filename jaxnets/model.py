@@ -29,7 +29,9 @@ import numpy as np
 from jaxnets import batching
 from jaxnets import export as export_lib
 from jaxnets import graph as graph_lib
+from jaxnets import guards
 from jaxnets import saving
+from jaxnets import settings
 from jaxnets.errors import InputError
 
 # ``load`` rebuilds layers and preprocessors by class name from the registry in
@@ -124,6 +126,8 @@ class Model:
     self.name = name
     self._check_params()
     self._forward = jax.jit(self.apply)
+    self._fast_forward = jax.jit(self.apply_fast)
+    self._has_fast_paths: bool | None = None  # found on the first prediction
     self._trims_padding = self._padding_can_be_trimmed()
 
   @property
@@ -158,6 +162,17 @@ class Model:
     tensors = self.graph.run(self._by_name, apply_layer, self._input_tuple(x))
     return self.graph.structure([tensors[t][0] for t in self.graph.outputs])
 
+  def apply_fast(self, params, x):
+    """Inference pass through the layers' guarded fast forms (``jaxnets.guards``).
+
+    Returns ``(outputs, needs_exact)``: ``outputs`` as ``apply``'s, and a
+    boolean scalar that is true when a layer's fast form may have differed
+    from Keras's rule (a NaN or infinite input, an all -inf pooling window);
+    ``apply``'s outputs must then be used instead. ``predict`` and
+    ``__call__`` do this per batch. Pure and jittable, like ``apply``.
+    """
+    return guards.fast_pass(lambda inputs: self.apply(params, inputs), x)
+
   def init(self, rng: jax.Array) -> dict[str, Any]:
     """Fresh parameters with Keras's default initialisers (for training)."""
     params: dict[str, Any] = {}
@@ -181,7 +196,7 @@ class Model:
 
   def __call__(self, x):
     """Jitted forward pass on one batch (strings are tokenised first)."""
-    return self._ordered(self._forward(self.params, self.prepare_inputs(x)))
+    return self._ordered(self._run(self.prepare_inputs(x)))
 
   def predict(self, x, batch_size: int = 256):
     """Forward pass over any number of rows, in batches; returns numpy.
@@ -215,9 +230,10 @@ class Model:
     order = batcher.length_order()
     # Dispatch every batch before reading any back: host work overlaps compute.
     pending = [
-      (self._forward(self.params, self._model_input(batch.arrays)), batch.rows)
+      (self._run(self._model_input(batch.arrays), wait=False), batch.rows)
       for batch in batcher(order)
     ]
+    pending = [(self._exact_if_flagged(*dispatched), rows) for dispatched, rows in pending]
     treedef = jax.tree_util.tree_structure(pending[0][0])
     leaves = [jax.tree_util.tree_leaves(y) for y, _ in pending]
     outs = [
@@ -238,8 +254,30 @@ class Model:
     missing = batching.padded_rows(rows, batch_size, 1, shrink_partial=True) - rows
     if missing:
       xs = tuple(np.concatenate([a, np.zeros((missing,) + a.shape[1:], a.dtype)]) for a in xs)
-    out = self._forward(self.params, self._model_input(xs))
+    out = self._run(self._model_input(xs))
     return self._ordered(jax.tree_util.tree_map(lambda y: np.asarray(y)[:rows], out))
+
+  def _run(self, x, *, wait: bool = True):
+    """One jitted batch: the guarded fast pass, redone exactly when it flags.
+
+    With ``wait=False`` returns ``(outputs, needs_exact, x)`` without reading
+    the flag, so further batches can be dispatched first; finish with
+    ``_exact_if_flagged``.
+    """
+    if self._has_fast_paths is None:
+      self._has_fast_paths = guards.has_fast_paths(
+        lambda inputs: self.apply(self.params, inputs), x
+      )
+    if not (self._has_fast_paths and settings.current().guard_fast_paths):
+      out, needs_exact = self._forward(self.params, x), None
+    else:
+      out, needs_exact = self._fast_forward(self.params, x)
+    return (out, needs_exact, x) if not wait else self._exact_if_flagged(out, needs_exact, x)
+
+  def _exact_if_flagged(self, out, needs_exact, x):
+    if needs_exact is not None and bool(needs_exact):
+      return self._forward(self.params, x)
+    return out
 
   def _ordered(self, out):
     """A dict output in Keras's key order (jax returns pytree dicts sorted by key)."""

