@@ -232,6 +232,16 @@ class PortJit(System):
     on_device = [jax.device_put(b) for b in batches(x, batch_size)]
     params = self.model.params
 
+    # As predict: the fast pass only where some layer takes a fast form at
+    # these shapes (below jaxnets.settings' thresholds none does).
+    if not self.model.has_fast_paths(on_device[0]):
+
+      def run_exact():
+        outs = jax.block_until_ready([self._exact(params, b) for b in on_device])
+        return np.concatenate([np.asarray(o) for o in outs])
+
+      return run_exact
+
     def run():
       outs = jax.block_until_ready([self._fast(params, b) for b in on_device])
       return np.concatenate(

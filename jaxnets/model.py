@@ -127,7 +127,7 @@ class Model:
     self._check_params()
     self._forward = jax.jit(self.apply)
     self._fast_forward = jax.jit(self.apply_fast)
-    self._has_fast_paths: bool | None = None  # found on the first prediction
+    self._has_fast_paths: dict = {}  # per input shapes, found on first use
     self._trims_padding = self._padding_can_be_trimmed()
 
   @property
@@ -264,15 +264,25 @@ class Model:
     the flag, so further batches can be dispatched first; finish with
     ``_exact_if_flagged``.
     """
-    if self._has_fast_paths is None:
-      self._has_fast_paths = guards.has_fast_paths(
-        lambda inputs: self.apply(self.params, inputs), x
-      )
-    if not (self._has_fast_paths and settings.current().guard_fast_paths):
+    if not (self.has_fast_paths(x) and settings.current().guard_fast_paths):
       out, needs_exact = self._forward(self.params, x), None
     else:
       out, needs_exact = self._fast_forward(self.params, x)
     return (out, needs_exact, x) if not wait else self._exact_if_flagged(out, needs_exact, x)
+
+  def has_fast_paths(self, x) -> bool:
+    """Whether any layer takes a guarded fast form on inputs shaped like ``x``.
+
+    Layers choose by shape (``jaxnets.settings.fast_pool_min_floats``); when
+    none does, ``apply_fast`` is ``apply`` plus a constant flag, and
+    ``predict`` runs ``apply`` alone. Found once per input shape.
+    """
+    shapes = tuple((a.shape, str(a.dtype)) for a in jax.tree_util.tree_leaves(x))
+    if shapes not in self._has_fast_paths:
+      self._has_fast_paths[shapes] = guards.has_fast_paths(
+        lambda inputs: self.apply(self.params, inputs), x
+      )
+    return self._has_fast_paths[shapes]
 
   def _exact_if_flagged(self, out, needs_exact, x):
     if needs_exact is not None and bool(needs_exact):

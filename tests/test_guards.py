@@ -28,6 +28,13 @@ L = keras.layers
 INPUT = (7, 9, 3)
 
 
+@pytest.fixture(autouse=True)
+def fast_forms_at_any_size():
+  """These inputs are small: let pooling take its fast form anyway."""
+  with settings.override(fast_pool_min_floats=0):
+    yield
+
+
 def _pool_model(pool_size, strides, padding, depth):
   layers = [
     L.Conv2D(4, 3, padding="same", activation="relu"),
@@ -133,3 +140,14 @@ def test_a_layer_on_its_own_is_exact():
   assert float(layer.apply({}, x_nan)[0].ravel()[0]) == 2.0
   with pytest.raises(RuntimeError, match="outside a guarded"):
     guards.use_exact_path_if(jnp.asarray(True))
+
+
+def test_small_inputs_keep_the_exact_pass():
+  model = _pool_model((2, 2), None, "valid", 4)
+  jm = port.load(model)
+  x = np.random.default_rng(1).normal(size=(2,) + INPUT).astype(np.float32)
+  assert jm.has_fast_paths(x)
+  with settings.override(fast_pool_min_floats=2 * 7 * 9 * 4 + 1):
+    small = port.load(model)
+    assert not small.has_fast_paths(x)
+    np.testing.assert_array_equal(small.predict(x), jm.apply(jm.params, x))

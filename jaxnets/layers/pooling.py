@@ -31,6 +31,7 @@ import numpy as np
 from jax import lax
 
 from jaxnets import guards
+from jaxnets import settings
 from jaxnets.layers import base
 from jaxnets.layers import conv
 
@@ -79,7 +80,7 @@ class Pooling(base.Layer):
       # reduce_window, whose forward pass XLA fuses ~1.4x faster on CPU.
       if training and self._tiles(spatial, pads):
         return _tiled_max(x, self.pool_size), None
-      if guards.fast_path_allowed():
+      if guards.fast_path_allowed() and x.size >= settings.current().fast_pool_min_floats:
         # Without NaN cells, and without an all -inf window (the only way to
         # get -inf out), the plain maximum is TF's answer. Skipping the rule
         # lets XLA fuse the pooling with the convolution's bias and
