@@ -64,8 +64,9 @@ class Settings:
       chosen by ``"auto"``.
     guard_fast_paths: at inference, layers whose exact Keras rule costs a pass
       of its own for values that almost never occur (max pooling's NaN and
-      -inf rule) take their fast form and flag those values; one ``lax.cond``
-      recomputes the pass exactly when any flag is set (``jaxnets.guards``).
+      -inf rule) take their fast form and flag those values; ``predict``
+      reruns a flagged batch through the separately compiled exact pass
+      (``jaxnets.guards``).
       The spec CNN's forward pass went from 77 to 48 ms at batch 256.
     fast_pool_min_floats: max pooling takes its guarded fast form only on an
       input of at least this many floats: below it XLA:CPU does not fuse the

@@ -84,9 +84,9 @@ class Pooling(base.Layer):
         # Without NaN cells, and without an all -inf window (the only way to
         # get -inf out), the plain maximum is TF's answer. Skipping the rule
         # lets XLA fuse the pooling with the convolution's bias and
-        # activation (jaxnets.guards). The NaN test reads the input, not the
-        # output: XLA:CPU's own max does not always propagate NaN (its
-        # YNNPACK reduce-window fusion drops them).
+        # activation (jaxnets.guards). A window holding NaN comes out NaN
+        # (XLA's max) or, all-NaN, -inf (YNNPACK's skips NaN): both flag;
+        # guards.fast_pass also flags any non-finite model input.
         y = lax.reduce_window(x, -jnp.inf, lax.max, window, strides, full_pads)
         guards.use_exact_path_if(jnp.any(~(y > -jnp.inf)))
         return y, None
