@@ -15,6 +15,7 @@ import json
 import numpy as np
 import pytest
 
+from train import best_tables
 from train import data as data_lib
 from train import recipes
 from train import report
@@ -67,6 +68,35 @@ def test_best_study_end_to_end(family, real_data_dir, tmp_path, monkeypatch):
     history = json.loads((run_dir / "history.json").read_text())
     assert len(history["val_loss"]) == 1
     assert record["variant"] == name and record["config"]["optimizer"] in recipes.OPTIMIZERS
+  _check_extra_table(family, output.directory, real_data_dir)
+
+
+def _check_extra_table(family, study_dir, data_dir):
+  """The study's extra table (every language / flip averaging) read off its
+  saved models: ``python -m train.best_tables``'s work, on a few test rows."""
+  if family == "lstm":
+    rows = best_tables.language_table(study_dir, data_dir, "best", max_test_rows=30)
+    assert [r["lang"] for r in rows] == list(data_lib.NUSAX_LANGUAGES)
+    markdown = best_tables.language_markdown(rows, "t")
+  elif family == "cnn":
+    rows = best_tables.flip_table(study_dir, data_dir, "best", max_test_rows=40)
+    assert [r["seed"] for r in rows] == ["seed0"]
+    assert all(0.0 <= r[k] <= 1.0 for r in rows for k in ("flip_macro_f1", "flip_accuracy"))
+    markdown = best_tables.flip_markdown(rows, "t")
+    assert "| mean of 2 |" in best_tables.flip_markdown(rows + rows, "t")
+  else:
+    return
+  assert all(r.get("agreement_pct", r.get("agreement_pct_min")) == 100.0 for r in rows)
+  assert markdown.count("\n| ") == len(rows) + 1  # the header and one line per row
+
+
+def test_best_tables_name_what_is_missing(tmp_path):
+  with pytest.raises(ValueError, match="table must be one of"):
+    best_tables.make_table("accuracy", tmp_path)
+  with pytest.raises(FileNotFoundError, match="is not a directory"):
+    best_tables.make_table("flip", tmp_path / "nope")
+  with pytest.raises(FileNotFoundError, match="no -cosine/seed\\*/model.keras"):
+    best_tables.make_table("flip", tmp_path, variant="-cosine")
 
 
 def test_text_training_rows_add_every_languages_train_file(real_data_dir):
