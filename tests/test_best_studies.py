@@ -11,6 +11,7 @@ recipe and one ablation); every variant's model is still built below.
 
 import dataclasses
 import json
+import types
 
 import numpy as np
 import pytest
@@ -157,3 +158,12 @@ def test_best_is_selected_by_name_and_left_out_of_all(real_data_dir, tmp_path):
   assert studies.BEST not in [s.name for _, s in studies.resolve("rnn", studies.ALL)]
   with pytest.raises(runner.ConfigError, match="best studies train with Keras only"):
     runner.run("rnn", studies.BEST, tmp_path, _settings(real_data_dir, trainer="jax"))
+
+
+def test_loss_curves_name_the_smoothed_loss():
+  cnn = studies.BEST_FAMILIES["cnn"]
+  jobs = {v.name: types.SimpleNamespace(config=cnn.config(v)) for v in cnn.study("best").variants}
+  label = runner._loss_label(list(jobs.values()))  # pylint: disable=protected-access
+  assert label == "cross-entropy (label smoothing 0.1 where set)"
+  unsmoothed = runner._loss_label([jobs["-label-smoothing"]])  # pylint: disable=protected-access
+  assert unsmoothed == "sparse categorical cross-entropy"

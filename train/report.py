@@ -206,6 +206,7 @@ def write_study(
   settings: Mapping[str, Any],
   partial: bool = False,
   class_names: Sequence[str] = (),
+  loss_label: str = "sparse categorical cross-entropy",
 ) -> dict[str, pathlib.Path]:
   """Writes results.csv, runs.csv, results.md, loss_curves.png and
   confusion_matrix.png into ``study_dir``.
@@ -222,6 +223,7 @@ def write_study(
     partial: mark the report as unfinished (written after each variant).
     class_names: the labels' names by class index (the confusion matrix's
       axes); class indices when empty.
+    loss_label: the loss curves' y-axis label (what the runs minimised).
   Returns:
     ``{"csv": path, "runs_csv": path, "md": path, "png": path}``, plus
     ``"confusion": path`` when the best variant's runs stored their counts.
@@ -236,7 +238,7 @@ def write_study(
   }
   atomic_write(paths["csv"], _csv_bytes(SUMMARY_COLUMNS, rows))
   atomic_write(paths["runs_csv"], _csv_bytes(RUN_COLUMNS, run_rows(records)))
-  atomic_write(paths["png"], _figure_bytes(title, variants, histories))
+  atomic_write(paths["png"], _figure_bytes(title, variants, histories, loss_label))
   confusion_path = study_dir / CONFUSION_FILE
   best = best_confusion(rows, records)
   if best is None:
@@ -450,7 +452,7 @@ def _markdown(
   return "\n".join(parts)
 
 
-def _figure_bytes(title, variants, histories) -> bytes:
+def _figure_bytes(title, variants, histories, loss_label) -> bytes:
   fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
   colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
   for index, (name, _) in enumerate(variants):
@@ -478,7 +480,7 @@ def _figure_bytes(title, variants, histories) -> bytes:
     ax.set_xlabel("epoch")
     ax.grid(True, alpha=0.3)
     ax.xaxis.get_major_locator().set_params(integer=True)
-  axes[0].set_ylabel("sparse categorical cross-entropy")
+  axes[0].set_ylabel(loss_label)
   axes[1].legend(loc="best", fontsize="small")
   fig.suptitle(
     f"{title}: mean over seeds, band = min-max over seeds "

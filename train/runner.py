@@ -825,7 +825,18 @@ def _write_report(family, study, settings, dataset, jobs, records, partial) -> d
     settings=_study_settings(family, study, settings, dataset, jobs[0].recipe, records),
     partial=partial,
     class_names=dataset.class_names,
+    loss_label=_loss_label(jobs),
   )
+
+
+def _loss_label(jobs) -> str:
+  """The loss curves' y-axis: what the runs minimised (``best`` recipes may
+  smooth the labels, which keeps the loss well above 0)."""
+  smoothing = sorted({float(job.config.get("label_smoothing", 0.0)) for job in jobs} - {0.0})
+  if not smoothing:
+    return "sparse categorical cross-entropy"
+  values = " / ".join(f"{s:g}" for s in smoothing)
+  return f"cross-entropy (label smoothing {values} where set)"
 
 
 def run(
