@@ -79,6 +79,14 @@ EXPORT_DIR = flags.DEFINE_string(
   "loss_curves.png to <export_dir>/<family>/<study>/ (e.g. results).",
 )
 
+REPORT_ONLY = flags.DEFINE_bool(
+  "report_only",
+  False,
+  "Train nothing: rewrite each study's tables and figures (and the --export_dir copies) from "
+  "the runs already finished in --workdir; runs not finished are left out and the report "
+  "is marked partial.",
+)
+
 TRAINER = flags.DEFINE_enum(
   "trainer",
   "keras",

@@ -135,6 +135,7 @@ def main(argv) -> None:
       settings,
       export_dir=train_flags.EXPORT_DIR.value,
       executor=executor,
+      report_only=train_flags.REPORT_ONLY.value,
     )
   except (
     data_lib.DataError,

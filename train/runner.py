@@ -848,6 +848,7 @@ def run(
   export_dir: os.PathLike | None = None,
   log: Callable[[str], None] = lambda s: print(s, flush=True),
   executor: executors_base.Executor | None = None,
+  report_only: bool = False,
 ) -> list[StudyOutput]:
   """Runs a study (or ``"all"`` studies of a family, or of every family).
 
@@ -864,6 +865,9 @@ def run(
       returns each run's files, which this process writes. It is started only
       when something is left to train, and closed (or, on an error or Ctrl-C,
       cancelled with every finished run kept) before this returns.
+    report_only: train nothing; write each study's report (and export) from
+      the runs already finished in ``workdir``, marked partial when some are
+      missing. A study without any finished run is skipped (logged).
   Returns:
     One :class:`StudyOutput` per study, in the order they ran.
   Raises:
@@ -906,12 +910,14 @@ def run(
 
   try:
     with workdir_lib.WorkdirLock(workdir):
-      return _run_locked(pairs, workdir, settings, export_dir, log, executor)
+      return _run_locked(pairs, workdir, settings, export_dir, log, executor, report_only)
   except workdir_lib.WorkdirError as e:
     raise ConfigError(str(e)) from None
 
 
-def _run_locked(pairs, workdir, settings, export_dir, log, executor) -> list[StudyOutput]:
+def _run_locked(
+  pairs, workdir, settings, export_dir, log, executor, report_only=False
+) -> list[StudyOutput]:
   """``run``'s work, while this process holds ``workdir``."""
   datasets: dict[str, Dataset] = {}
   plan = []  # (family, study, jobs)
@@ -943,6 +949,9 @@ def _run_locked(pairs, workdir, settings, export_dir, log, executor) -> list[Stu
         to_train += 1
         planned_keys.add(job.run_key)
         train_jobs.append(job)
+  if report_only:
+    log(f"--report_only: {to_train} unfinished run(s) left out, nothing trained")
+    to_train, train_jobs = 0, []
   progress = _Progress(to_train, settings.seeds, log)
   log(
     f"{sum(len(j) for _, _, j in plan)} runs in {len(plan)} stud"
@@ -953,7 +962,9 @@ def _run_locked(pairs, workdir, settings, export_dir, log, executor) -> list[Stu
   runs = _Runs(executor, settings, progress, log)
   try:
     runs.submit(train_jobs)
-    return _run_studies(plan, datasets, indexes, runs, workdir, settings, export_dir, log)
+    return _run_studies(
+      plan, datasets, indexes, runs, workdir, settings, export_dir, log, report_only
+    )
   except BaseException:
     if executor is not None and executor.pending:
       log(
@@ -967,13 +978,16 @@ def _run_locked(pairs, workdir, settings, export_dir, log, executor) -> list[Stu
       executor.close()
 
 
-def _run_studies(plan, datasets, indexes, runs, workdir, settings, export_dir, log):
-  """Collects every study's records in order (training or waiting for them), writes reports."""
+def _run_studies(  # pylint: disable=too-many-locals
+  plan, datasets, indexes, runs, workdir, settings, export_dir, log, report_only=False
+):
+  """Collects every study's records in order (training or waiting for them), writes
+  reports; with ``report_only`` the unfinished runs are left out instead."""
   progress = runs.progress
   outputs = []
   for family, study, jobs in plan:
     dataset, index = datasets[family.name], indexes[family.name]
-    records = []
+    records, missing = [], 0
     for vi, variant in enumerate(study.variants):
       for job in (j for j in jobs if j.variant_index == vi):
         record = None if runs.is_submitted(job) else read_result(job.run_dir)
@@ -982,12 +996,23 @@ def _run_studies(plan, datasets, indexes, runs, workdir, settings, export_dir, l
         elif job.run_key in index:
           record = _reuse(job, index[job.run_key], workdir)
           log(f"{progress.prefix(job)} same config and seed as {record['reused_from']}: reused")
+        elif report_only:
+          missing += 1
+          continue
         else:
           record = runs.record(job, dataset)
           index[job.run_key] = job.run_dir
         records.append(record)
-      last = vi == len(study.variants) - 1
-      paths = _write_report(family, study, settings, dataset, jobs, records, partial=not last)
+      if not report_only:
+        last = vi == len(study.variants) - 1
+        paths = _write_report(family, study, settings, dataset, jobs, records, partial=not last)
+    if report_only:
+      if not records:
+        log(f"[{family.name}/{study.name}] no finished run in {workdir}: no report written")
+        continue
+      if missing:
+        log(f"[{family.name}/{study.name}] {missing} unfinished run(s) left out (partial report)")
+      paths = _write_report(family, study, settings, dataset, jobs, records, partial=bool(missing))
     rows = report.summarize([(v.name, "") for v in study.variants], records)
     if export_dir is not None:
       target = pathlib.Path(export_dir) / family.name / study.name
