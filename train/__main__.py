@@ -100,12 +100,17 @@ def main(argv) -> None:
     logging.set_verbosity(logging.WARNING)
   try:
     # Checked before any work: Ray importable, --ray_address answering (seconds).
-    executor = executors.make(
-      train_flags.EXECUTOR.value,
-      workers=train_flags.WORKERS.value,
-      ray_address=train_flags.RAY_ADDRESS.value,
-      cpus_per_run=train_flags.CPUS_PER_RUN.value,
-      gpus_per_run=train_flags.GPUS_PER_RUN.value,
+    # --report_only trains nothing: no worker pool, no Ray connection.
+    executor = (
+      None
+      if train_flags.REPORT_ONLY.value
+      else executors.make(
+        train_flags.EXECUTOR.value,
+        workers=train_flags.WORKERS.value,
+        ray_address=train_flags.RAY_ADDRESS.value,
+        cpus_per_run=train_flags.CPUS_PER_RUN.value,
+        gpus_per_run=train_flags.GPUS_PER_RUN.value,
+      )
     )
   except executors_base.ExecutorError as e:
     sys.exit(f"error: {e}")

@@ -53,7 +53,8 @@ MAX_TEST_ROWS = flags.DEFINE_integer(
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
-  return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else float("nan")
+  """(mean, sample std; NaN from one value), as the study tables compute them."""
+  return report._mean(values), report._std(values)  # pylint: disable=protected-access
 
 
 def _load_models(study_dir, variant: str):
@@ -205,8 +206,8 @@ def flip_markdown(rows: list[dict], title: str) -> str:
     "|---|---|---|---|---|---|---|",
   ]
 
-  def line(name, f1, acc, ff1, facc, agree):
-    return f"| {name} | {f1} | {acc} | {ff1} | {facc} | {agree[0]} | {agree[1]} |"
+  def line(*cells):
+    return "| " + " | ".join(str(c) for c in cells) + " |"
 
   for r in rows:
     lines.append(
@@ -216,7 +217,8 @@ def flip_markdown(rows: list[dict], title: str) -> str:
         f"{100 * r['accuracy']:.2f}",
         f"{r['flip_macro_f1']:.3f}",
         f"{100 * r['flip_accuracy']:.2f}",
-        (f"{r['flip_macro_f1'] - r['macro_f1']:+.3f}", f"{r['agreement_pct']:.2f}"),
+        f"{r['flip_macro_f1'] - r['macro_f1']:+.3f}",
+        f"{r['agreement_pct']:.2f}",
       )
     )
   if len(rows) > 1:
@@ -237,7 +239,8 @@ def flip_markdown(rows: list[dict], title: str) -> str:
         ms("accuracy", 100, 2),
         ms("flip_macro_f1"),
         ms("flip_accuracy", 100, 2),
-        (f"{gains[0]:+.3f} ± {gains[1]:.3f}", f"{min(r['agreement_pct'] for r in rows):.2f}"),
+        f"{gains[0]:+.3f} ± {gains[1]:.3f}",
+        f"{min(r['agreement_pct'] for r in rows):.2f}",
       )
     )
   return "\n".join(lines) + "\n"
