@@ -189,7 +189,9 @@ def test_a_graph_with_two_inputs_and_outputs_is_checked_on_each(tmp_path):
   """Generated inputs per input (token ids below the reading Embedding's size),
   a .npz archive by input name, every output compared."""
   import port  # pylint: disable=import-outside-toplevel
-  from port import cli  # pylint: disable=import-outside-toplevel
+
+  # parity_check, not cli: importing cli would define its flags in this process.
+  from port import parity_check  # pylint: disable=import-outside-toplevel
 
   L = keras.layers
   image = keras.Input((5, 3), name="image")
@@ -202,17 +204,17 @@ def test_a_graph_with_two_inputs_and_outputs_is_checked_on_each(tmp_path):
     [L.Dense(3, activation="softmax", name="kind")(joined), L.Dense(1, name="score")(joined)],
   )
   ported = port.load(model)
-  generated = cli.generated_inputs(ported, rows=8, length=4, seed=0)
+  generated = parity_check.generated_inputs(ported, rows=8, length=4, seed=0)
   assert [g.shape for g in generated] == [(8, 5, 3), (8, 4)]
   assert generated[1].max() < 7
-  assert "identical predicted classes" in cli.check_parity(model, ported, generated, 1e-5)
+  assert "identical predicted classes" in parity_check.check_parity(model, ported, generated, 1e-5)
   archive = tmp_path / "x.npz"
   np.savez(archive, image=generated[0], tokens=generated[1])
-  read = cli.read_check_inputs(str(archive), ported)
-  assert "8 inputs" in cli.check_parity(model, ported, read, 1e-5)
+  read = parity_check.read_check_inputs(str(archive), ported)
+  assert "8 inputs" in parity_check.check_parity(model, ported, read, 1e-5)
   np.save(tmp_path / "x.npy", generated[0])
-  with pytest.raises(cli.CheckError, match=r"takes 2 inputs.*\.npz"):
-    cli.read_check_inputs(str(tmp_path / "x.npy"), ported)
+  with pytest.raises(parity_check.CheckError, match=r"takes 2 inputs.*\.npz"):
+    parity_check.read_check_inputs(str(tmp_path / "x.npy"), ported)
   np.savez(archive, image=generated[0])
-  with pytest.raises(cli.CheckError, match=r"lacks array\(s\) \['tokens'\]"):
-    cli.read_check_inputs(str(archive), ported)
+  with pytest.raises(parity_check.CheckError, match=r"lacks array\(s\) \['tokens'\]"):
+    parity_check.read_check_inputs(str(archive), ported)

@@ -131,6 +131,37 @@ def test_importing_a_package_loads_nothing_above_it(package, forbidden):
   assert not loaded & forbidden, f"import {package} loaded {sorted(loaded & forbidden)}"
 
 
+def test_only_command_modules_define_flags():
+  """Library modules define no absl flags: a test or tool that imports them
+  beside a command's flags (``flags.common``'s ``--seed``, say) must not hit
+  ``DuplicateFlagError``. Commands (``cli.py``) are the only exception."""
+  modules = sorted(
+    ".".join(path.relative_to(REPO_ROOT).with_suffix("").parts).removesuffix(".__init__")
+    for package in ("jaxnets", "port")
+    for path in (REPO_ROOT / package).rglob("*.py")
+    if path.name != "cli.py"
+  )
+  code = (
+    "import importlib, sys\n"
+    "from absl import app, flags, logging  # absl's own flags are the baseline\n"
+    "before = set(flags.FLAGS)\n"
+    "for name in sys.argv[1:]:\n"
+    "  importlib.import_module(name)\n"
+    "  added = sorted(set(flags.FLAGS) - before)\n"
+    "  if added: print(name, added)\n"
+  )
+  result = subprocess.run(
+    [sys.executable, "-c", code, *modules],
+    cwd=REPO_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=True,
+  )
+  assert "port.parity_check" in modules
+  assert not result.stdout.strip(), f"library modules define flags:\n{result.stdout}"
+
+
 # ------------------------------------------------------------ layer records
 
 

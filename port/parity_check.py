@@ -1,0 +1,135 @@
+"""Checks a port against its Keras model on given or generated inputs.
+
+The library half of ``jaxnets-port`` (``port.cli``): no absl flags are defined
+here, so tests and other tools can import it beside any command's flags.
+Inputs follow the Keras model's layout: ``(batch, *input_shape)`` arrays, a list
+of them for a model with several inputs, or a 1-D object array of sentences for
+a model that takes strings.
+"""
+
+import os
+
+import numpy as np
+
+import jaxnets
+
+
+class CheckError(ValueError):
+  """A check-input file that cannot be used, or a port that disagrees with Keras."""
+
+
+def generated_inputs(model: jaxnets.Model, rows: int, length: int, seed: int):
+  """Random inputs of the model's input spec, in the form the Keras model takes.
+
+  Returns a 1-D object array of sentences for a string model (words from the
+  vocabulary, some out of it, varied lengths), token ids for an int model,
+  uniform [0, 1) floats otherwise.
+  """
+  rng = np.random.default_rng(seed)
+  if model.preprocessor is not None:
+    words = list(model.preprocessor.vocabulary[2:]) or ["word"]
+    words.append("zzunknownzz")  # an out-of-vocabulary token
+    texts = [
+      " ".join(rng.choice(words, size=int(rng.integers(1, length + 1)))) for _ in range(rows)
+    ]
+    return np.asarray(texts, dtype=object)
+  arrays = []
+  for index, (input_shape, dtype) in enumerate(zip(model.input_shapes, model.input_dtypes)):
+    shape = (rows,) + tuple(length if d is None else d for d in input_shape)
+    if dtype == "int32":
+      high = min(_vocabulary_sizes(model, index), default=10)
+      arrays.append(rng.integers(1, max(int(high), 2), size=shape).astype(np.int32))
+    else:
+      arrays.append(rng.random(shape, dtype=np.float32))
+  return arrays[0] if model.num_inputs == 1 else arrays
+
+
+def _vocabulary_sizes(model: jaxnets.Model, index: int) -> list[int]:
+  """``input_dim`` of every layer that reads input ``index`` directly (Embeddings)."""
+  by_name = {layer.name: layer for layer in model.layers}
+  return [
+    int(by_name[node.layers[0]].input_dim)
+    for node in model.graph.nodes
+    if index in node.inputs and hasattr(by_name[node.layers[0]], "input_dim")
+  ]
+
+
+def _flat_outputs(outputs) -> list[np.ndarray]:
+  """One array, a list or a dict of outputs (Keras's structure) as a list."""
+  if isinstance(outputs, dict):
+    return [np.asarray(outputs[k]) for k in sorted(outputs)]
+  if isinstance(outputs, (list, tuple)):
+    return [np.asarray(o) for o in outputs]
+  return [np.asarray(outputs)]
+
+
+def read_check_inputs(path: str, model: jaxnets.Model):
+  """The ``--check_inputs`` file: a ``.npy`` array, a ``.npz`` archive with one
+  array per input name (a model with several inputs), or sentences for a
+  string model."""
+  if not os.path.isfile(path):
+    raise CheckError(f"--check_inputs: no file at {path!r}")
+  if path.endswith(".npz"):
+    try:
+      with np.load(path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    except (ValueError, OSError) as e:
+      raise CheckError(f"--check_inputs: {path!r} is not a readable .npz archive: {e}") from None
+    missing = sorted(set(model.input_names) - set(arrays))
+    if missing:
+      raise CheckError(
+        f"--check_inputs: {path!r} lacks array(s) {missing}; model {model.name!r} takes "
+        f"inputs {list(model.input_names)}"
+      )
+    chosen = [arrays[name] for name in model.input_names]
+    return chosen[0] if len(chosen) == 1 else chosen
+  if path.endswith(".npy"):
+    if model.num_inputs != 1:
+      raise CheckError(
+        f"--check_inputs: model {model.name!r} takes {model.num_inputs} inputs "
+        f"{list(model.input_names)}: give a .npz archive with one array per input name"
+      )
+    try:
+      return np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+      raise CheckError(f"--check_inputs: {path!r} is not a readable .npy array: {e}") from None
+  if model.preprocessor is None:
+    raise CheckError(
+      f"--check_inputs: {path!r} is not a .npy file, and model {model.name!r} takes "
+      f"{model.input_dtype} arrays, not text"
+    )
+  try:
+    with open(path, encoding="utf-8") as f:
+      texts = [line.rstrip("\n") for line in f]
+  except UnicodeDecodeError as e:
+    raise CheckError(f"--check_inputs: {path!r} is not UTF-8 text ({e.reason})") from None
+  if not texts:
+    raise CheckError(f"--check_inputs: {path!r} has no lines")
+  return np.asarray(texts, dtype=object)
+
+
+def check_parity(keras_model, model: jaxnets.Model, x, atol: float) -> str:
+  """Runs both models on ``x``; returns a one-line verdict or raises ``CheckError``."""
+  try:
+    got = model.predict(x)
+  except jaxnets.InputError as e:
+    raise CheckError(f"check inputs: {e}") from None
+  got_all = _flat_outputs(got)
+  expected_all = _flat_outputs(keras_model.predict(x, verbose=0))
+  if len(got_all) != len(expected_all):
+    raise CheckError(f"parity: port has {len(got_all)} outputs, Keras {len(expected_all)}")
+  diff, classes = 0.0, False
+  for got, expected in zip(got_all, expected_all):
+    if got.shape != expected.shape:
+      raise CheckError(f"parity: port output shape {got.shape} != Keras {expected.shape}")
+    diff = max(diff, float(np.max(np.abs(got - expected))) if expected.size else 0.0)
+    if not diff <= atol:
+      raise CheckError(f"parity: max abs difference {diff:.3g} > --atol={atol:g}")
+    if expected.ndim == 2 and expected.shape[-1] > 1:
+      agree = float(np.mean(got.argmax(-1) == expected.argmax(-1)))
+      if agree < 1.0:
+        raise CheckError(f"parity: predicted classes agree on {agree:.1%} of inputs, not all")
+      classes = True
+  rows = len(x[0]) if isinstance(x, list) else len(x)
+  verdict = f"parity: {rows} inputs, max abs difference {diff:.3g} (<= {atol:g})"
+  return verdict + (", identical predicted classes" if classes else "")
