@@ -52,11 +52,6 @@ MAX_TEST_ROWS = flags.DEFINE_integer(
 )
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-  """(mean, sample std; NaN from one value), as the study tables compute them."""
-  return report._mean(values), report._std(values)  # pylint: disable=protected-access
-
-
 def _load_models(study_dir, variant: str):
   """``[(seed dir name, Keras model, ported model)]`` of ``variant``'s runs."""
   import keras  # pylint: disable=import-outside-toplevel
@@ -115,7 +110,7 @@ def language_table(
       agree.append(100.0 * float(np.mean(pred == ref.argmax(-1))))
       f1s.append(_macro_f1(y, pred, d.num_classes))
       accs.append(float(np.mean(pred == y)))
-    f1_mean, f1_std = _mean_std(f1s)
+    f1_mean, f1_std = report.mean_std(f1s)
     rows.append(
       {
         "lang": lang,
@@ -223,10 +218,10 @@ def flip_markdown(rows: list[dict], title: str) -> str:
     )
   if len(rows) > 1:
     stats = {
-      k: _mean_std([r[k] for r in rows])
+      k: report.mean_std([r[k] for r in rows])
       for k in ("macro_f1", "accuracy", "flip_macro_f1", "flip_accuracy")
     }
-    gains = _mean_std([r["flip_macro_f1"] - r["macro_f1"] for r in rows])
+    gains = report.mean_std([r["flip_macro_f1"] - r["macro_f1"] for r in rows])
 
     def ms(key, scale=1.0, digits=3):
       m, s = stats[key]

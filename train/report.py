@@ -316,6 +316,11 @@ def _std(values: Sequence[float]) -> float:
   return float(statistics.stdev(values)) if len(values) > 1 else math.nan
 
 
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+  """(mean, sample std; NaN std from one value), as the study tables compute them."""
+  return _mean(values), _std(values)
+
+
 def _pm(mean: float, std: float) -> str:
   return f"{mean:.3f}" if math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
 
