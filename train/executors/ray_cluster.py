@@ -17,12 +17,16 @@ import math
 import socket
 from typing import Callable
 
+from absl import logging
+
 from train.executors import base
 from train.executors import task
 
 MAX_RETRIES = 3
 POLL_S = 1.0  # ray.wait wakes this often, so that Ctrl-C is seen at once
 CONNECT_TIMEOUT_S = 3.0
+CANCEL_ROUNDS = 3  # ray.cancel tries per run at Ctrl-C
+CANCEL_WAIT_S = 10.0  # how long each try waits for the cancelled runs to stop
 TASK_NAME = "jaxnets_run"  # workers show up as "ray::jaxnets_run" while training
 INSTALL = 'pip install -e ".[ray]"  (or: pip install "ray>=2.50,<3")'
 
@@ -169,14 +173,35 @@ class RayExecutor(base.Executor):
     return outputs
 
   def cancel(self) -> None:
+    """Cancels every run and waits until Ray reports each one stopped.
+
+    One ``ray.cancel`` can miss a task caught between being scheduled and
+    starting (seen on a loaded 2-core machine: a worker still trained 30 s
+    after Ctrl-C), so cancelling repeats for the runs not yet stopped.
+    """
     import ray  # pylint: disable=import-outside-toplevel
 
-    for ref in self._refs:
-      try:
-        ray.cancel(ref, force=True)  # force: stop a running task's worker too
-      except Exception:  # pylint: disable=broad-except
-        pass  # finished meanwhile, or the cluster is gone: nothing left to stop
+    refs = list(self._refs)
     self._refs.clear()
+    for _ in range(CANCEL_ROUNDS):
+      for ref in refs:
+        try:
+          ray.cancel(ref, force=True)  # force: stop a running task's worker too
+        except Exception:  # pylint: disable=broad-except
+          pass  # finished meanwhile, or the cluster is gone: nothing left to stop
+      try:
+        _, refs = ray.wait(refs, num_returns=len(refs), timeout=CANCEL_WAIT_S)
+      except Exception:  # pylint: disable=broad-except
+        return  # the cluster is gone, and its workers with it
+      if not refs:
+        return
+    logging.warning(
+      "%d cancelled Ray run(s) had not stopped after %d tries; their workers may still "
+      "be running (Ray dashboard: task %s)",
+      len(refs),
+      CANCEL_ROUNDS,
+      TASK_NAME,
+    )
 
   def close(self) -> None:
     if self._owned:
