@@ -129,14 +129,20 @@ def test_killed_then_resumed_run_gives_the_same_tables(
     runner.run("cnn", "pooling", tmp_path, settings)
   half_done = tmp_path / "cnn" / "pooling" / "avg" / "seed0"
   assert (half_done / "model.keras").exists() and not (half_done / "result.json").exists()
-  assert "Partial report: 1 of 2 variants" in (tmp_path / "cnn/pooling/results.md").read_text()
+  assert (
+    "Partial report: 2 of 4 runs finished (1 of 2 variants have results)"
+    in (tmp_path / "cnn/pooling/results.md").read_text()
+  )
 
   # --report_only: the report again from the finished runs; nothing trains.
   (tmp_path / "cnn/pooling/results.md").unlink()
   monkeypatch.setattr(runner, "train_and_check", lambda *a: pytest.fail("report_only trained"))
   export = tmp_path / "exported"
   [reported] = runner.run("cnn", "pooling", tmp_path, settings, report_only=True, export_dir=export)
-  assert "Partial report: 1 of 2 variants" in (reported.directory / "results.md").read_text()
+  assert (
+    "Partial report: 2 of 4 runs finished (1 of 2 variants have results)"
+    in (reported.directory / "results.md").read_text()
+  )
   assert [r["variant"] for r in report.read_csv(reported.directory / "runs.csv")] == ["max"] * 2
   assert (export / "cnn/pooling/results.md").read_bytes() == (
     reported.directory / "results.md"

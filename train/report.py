@@ -207,6 +207,7 @@ def write_study(
   partial: bool = False,
   class_names: Sequence[str] = (),
   loss_label: str = "sparse categorical cross-entropy",
+  runs_total: int | None = None,
 ) -> dict[str, pathlib.Path]:
   """Writes results.csv, runs.csv, results.md, loss_curves.png and
   confusion_matrix.png into ``study_dir``.
@@ -224,6 +225,8 @@ def write_study(
     class_names: the labels' names by class index (the confusion matrix's
       axes); class indices when empty.
     loss_label: the loss curves' y-axis label (what the runs minimised).
+    runs_total: runs the study has (variants x seeds); a partial report
+      counts its finished runs against it.
   Returns:
     ``{"csv": path, "runs_csv": path, "md": path, "png": path}``, plus
     ``"confusion": path`` when the best variant's runs stored their counts.
@@ -260,6 +263,7 @@ def write_study(
       done,
       len(variants),
       confusion_variant=None if best is None else best[0],
+      run_counts=(len(records), runs_total),
     ).encode("utf-8"),
   )
   return paths
@@ -351,10 +355,17 @@ def _seconds(value: float) -> str:
 
 
 def _markdown(
-  title, varies, rows, runs, settings, partial, done, total, confusion_variant=None
+  title, varies, rows, runs, settings, partial, done, total, confusion_variant=None, run_counts=None
 ) -> str:
   parts = [f"# {title}", ""]
-  if partial:
+  if partial and run_counts is not None and run_counts[1]:
+    # Counted in runs: every variant may have a seed while other seeds are missing.
+    parts += [
+      f"**Partial report: {run_counts[0]} of {run_counts[1]} runs finished "
+      f"({done} of {total} variants have results).**",
+      "",
+    ]
+  elif partial:
     parts += [f"**Partial report: {done} of {total} variants finished.**", ""]
   parts += [f"Varies: **{varies}**; everything else is the family's base config.", ""]
   parts += [f"- {label}: {value}" for label, value in settings.items()]

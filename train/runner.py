@@ -826,6 +826,7 @@ def _write_report(family, study, settings, dataset, jobs, records, partial) -> d
     partial=partial,
     class_names=dataset.class_names,
     loss_label=_loss_label(jobs),
+    runs_total=len(jobs),
   )
 
 
