@@ -204,7 +204,6 @@ def write_study(
   records: Sequence[Mapping[str, Any]],
   histories: Mapping[tuple[str, int], Mapping[str, Sequence[float]]],
   settings: Mapping[str, Any],
-  partial: bool = False,
   class_names: Sequence[str] = (),
   loss_label: str = "sparse categorical cross-entropy",
   runs_total: int | None = None,
@@ -221,12 +220,11 @@ def write_study(
     histories: ``{(variant, seed): {"loss": [...], "val_loss": [...]}}``.
     settings: ``{label: value}`` listed under the heading (base config,
       recipe, data sizes, versions...).
-    partial: mark the report as unfinished (written after each variant).
     class_names: the labels' names by class index (the confusion matrix's
       axes); class indices when empty.
     loss_label: the loss curves' y-axis label (what the runs minimised).
-    runs_total: runs the study has (variants x seeds); a partial report
-      counts its finished runs against it.
+    runs_total: runs the study has (variants x seeds); with fewer records
+      the report is marked partial (it is written after each variant).
   Returns:
     ``{"csv": path, "runs_csv": path, "md": path, "png": path}``, plus
     ``"confusion": path`` when the best variant's runs stored their counts.
@@ -259,11 +257,10 @@ def write_study(
       rows,
       run_rows(records),
       settings,
-      partial,
       done,
       len(variants),
       confusion_variant=None if best is None else best[0],
-      run_counts=(len(records), runs_total),
+      runs_total=runs_total,
     ).encode("utf-8"),
   )
   return paths
@@ -355,18 +352,16 @@ def _seconds(value: float) -> str:
 
 
 def _markdown(
-  title, varies, rows, runs, settings, partial, done, total, confusion_variant=None, run_counts=None
+  title, varies, rows, runs, settings, done, total, confusion_variant=None, runs_total=None
 ) -> str:
   parts = [f"# {title}", ""]
-  if partial and run_counts is not None and run_counts[1]:
+  if runs_total is not None and len(runs) < runs_total:
     # Counted in runs: every variant may have a seed while other seeds are missing.
     parts += [
-      f"**Partial report: {run_counts[0]} of {run_counts[1]} runs finished "
+      f"**Partial report: {len(runs)} of {runs_total} runs finished "
       f"({done} of {total} variants have results).**",
       "",
     ]
-  elif partial:
-    parts += [f"**Partial report: {done} of {total} variants finished.**", ""]
   parts += [f"Varies: **{varies}**; everything else is the family's base config.", ""]
   parts += [f"- {label}: {value}" for label, value in settings.items()]
   parts += [

@@ -804,7 +804,8 @@ def _extra_flags(family, settings) -> str:
   return "".join(" " + f for f in flags)
 
 
-def _write_report(family, study, settings, dataset, jobs, records, partial) -> dict:
+def _write_report(family, study, settings, dataset, jobs, records) -> dict:
+  """The study's report from ``records``; partial while some of ``jobs`` have none."""
   histories = {}
   for job in jobs:
     path = job.run_dir / HISTORY_FILE
@@ -823,7 +824,6 @@ def _write_report(family, study, settings, dataset, jobs, records, partial) -> d
     records=records,
     histories=histories,
     settings=_study_settings(family, study, settings, dataset, jobs[0].recipe, records),
-    partial=partial,
     class_names=dataset.class_names,
     loss_label=_loss_label(jobs),
     runs_total=len(jobs),
@@ -1005,15 +1005,14 @@ def _run_studies(  # pylint: disable=too-many-locals
           index[job.run_key] = job.run_dir
         records.append(record)
       if not report_only:
-        last = vi == len(study.variants) - 1
-        paths = _write_report(family, study, settings, dataset, jobs, records, partial=not last)
+        paths = _write_report(family, study, settings, dataset, jobs, records)
     if report_only:
       if not records:
         log(f"[{family.name}/{study.name}] no finished run in {workdir}: no report written")
         continue
       if missing:
         log(f"[{family.name}/{study.name}] {missing} unfinished run(s) left out (partial report)")
-      paths = _write_report(family, study, settings, dataset, jobs, records, partial=bool(missing))
+      paths = _write_report(family, study, settings, dataset, jobs, records)
     rows = report.summarize([(v.name, "") for v in study.variants], records)
     if export_dir is not None:
       target = pathlib.Path(export_dir) / family.name / study.name
