@@ -18,7 +18,7 @@ table that disagrees with Keras shows it.
 Usage::
 
   python -m train.best_tables --table=languages --study_dir=runs/best/lstm/best \\
-      --variant=-global-max --out=results/lstm/best/languages.md
+      --variant=best --out=results/lstm/best/languages.md
   python -m train.best_tables --table=flip --study_dir=runs/best/cnn/best \\
       --out=results/cnn/best/flip_tta.md
 """
