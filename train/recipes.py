@@ -78,13 +78,14 @@ def _other_langs(lang: str = "indonesian") -> tuple[str, ...]:
 # SpatialDropout1D after the embedding drops whole embedding channels for every
 # token. The recurrent layer's final state feeds the head.
 #
-# Chosen from a search of ~25 configurations, 3-5 seeds each (2026-12-03,
-# results/README.md "Text recipe search"): head (last state / global max /
+# Chosen from a search of ~30 configurations, 3-5 seeds each (2026-12-03,
+# results/text_search/README.md): head (last state / global max /
 # masked global average), spatial dropout 0-0.5, class weights, embedding and
 # cell width 128, batch 16, recurrent dropout, vocabulary cut to the 600-1,500
 # most frequent words, learning rate 3e-4, a character-level LSTM. Every
-# configuration of a family landed within about one seed-to-seed std (~0.02-0.03
-# macro F1) of the others; these are the top means.
+# configuration of a family landed within about one seed-to-seed std (0.01-0.06
+# macro F1) of the others; these are the top means. The 5-seed ablations of
+# the best studies are in results/README.md ("Beyond the report").
 _TEXT_BEST = dict(
   max_tokens=30000,
   sequence_length=64,
