@@ -989,7 +989,7 @@ def _run_studies(  # pylint: disable=too-many-locals
   for family, study, jobs in plan:
     dataset, index = datasets[family.name], indexes[family.name]
     records, missing = [], 0
-    for vi, variant in enumerate(study.variants):
+    for vi in range(len(study.variants)):
       for job in (j for j in jobs if j.variant_index == vi):
         record = None if runs.is_submitted(job) else read_result(job.run_dir)
         if record is not None:
