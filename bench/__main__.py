@@ -13,24 +13,28 @@ line override them. The inference presets print the markdown report
 
 import os
 
-# Before TensorFlow and JAX are imported (by the modules below); worker and
-# cold-start processes inherit them. TensorFlow and JAX share one GPU in the
-# benchmark's process: JAX must not grab 75% of its memory up front.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-import json  # pylint: disable=wrong-import-position
-import sys  # pylint: disable=wrong-import-position
+from jaxnets import device_policy  # noqa: E402
 
-from absl import app  # pylint: disable=wrong-import-position
-from absl import flags  # pylint: disable=wrong-import-position
+# Before TensorFlow is imported (by the modules below) and before JAX starts a
+# backend; worker and cold-start processes inherit it through the environment.
+# TensorFlow and JAX share one GPU in the benchmark's process: no JAX
+# preallocation, TF memory growth, float32 on both sides (jaxnets/device_policy.py).
+device_policy.apply()
 
-from bench import benchmark  # pylint: disable=wrong-import-position
-from bench import report  # pylint: disable=wrong-import-position
-from bench import settings as settings_lib  # pylint: disable=wrong-import-position
-from bench import train_speed  # pylint: disable=wrong-import-position
-from flags import common  # pylint: disable=wrong-import-position
-from jaxnets import cli_support  # pylint: disable=wrong-import-position
+import json  # noqa: E402
+import sys  # noqa: E402
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+from bench import benchmark  # noqa: E402
+from bench import report  # noqa: E402
+from bench import settings as settings_lib  # noqa: E402
+from bench import train_speed  # noqa: E402
+from flags import common  # noqa: E402
+from jaxnets import cli_support  # noqa: E402
 
 TRAIN_SPEED = "train_speed"
 _FULL = settings_lib.Settings()

@@ -30,6 +30,7 @@ from absl import flags
 from absl import logging
 
 from jaxnets import cli_support
+from jaxnets import device_policy
 
 # jaxnets must not read the project's shared ``flags`` package (only entry
 # points above port may), so this command defines its own absl flags.
@@ -185,6 +186,7 @@ def main(argv) -> None:
 
 def run() -> None:
   """Console-script entry point (``jaxnets-predict``)."""
+  device_policy.apply()  # before JAX starts a GPU backend
   cli_support.run(main)
 
 

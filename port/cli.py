@@ -32,6 +32,7 @@ from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
 from jaxnets import cli_support  # noqa: E402
+from jaxnets import device_policy  # noqa: E402
 from port import api  # noqa: E402
 from port import parity_check  # noqa: E402
 from port import registry  # noqa: E402
@@ -115,6 +116,7 @@ def main(argv) -> None:
 
 def run() -> None:
   """Console-script entry point (``jaxnets-port``)."""
+  device_policy.apply()  # before JAX or TensorFlow start a GPU backend
   cli_support.run(main)
 
 

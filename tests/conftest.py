@@ -24,6 +24,29 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in (os.path.abspath(p or os.curdir) for p in sys.path):
   sys.path.insert(0, str(REPO_ROOT))
 
+# The device policy, before any test module imports TensorFlow or computes with JAX: no JAX
+# preallocation (``pytest -n 2`` on a GPU would start two processes taking 75 % each), TF
+# memory growth, float32 on both sides for the parity tests (jaxnets/device_policy.py).
+from jaxnets import device_policy  # noqa: E402
+
+device_policy.apply()
+
+
+def pytest_collection_modifyitems(config, items):
+  """Tests marked ``gpu`` run only when JAX's default backend is a GPU; elsewhere skipped."""
+  del config
+  gpu_tests = [item for item in items if "gpu" in item.keywords]
+  if not gpu_tests:
+    return  # no backend started just to decide
+  import jax  # pylint: disable=import-outside-toplevel
+
+  backend = jax.default_backend()
+  if backend == "gpu":
+    return
+  skip = pytest.mark.skip(reason=f"needs a GPU; JAX's default backend is {backend!r}")
+  for item in gpu_tests:
+    item.add_marker(skip)
+
 
 def resolve_real_data_dir():
   """(path, None) for the real data copies, or (None, reason) when they are unavailable."""

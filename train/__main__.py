@@ -28,6 +28,7 @@ from train.executors import base as executors_base
 from train.executors import choose as executors
 from train.executors import ray_cluster
 from jaxnets import cli_support
+from jaxnets import device_policy
 
 
 def _one_of(allowed):
@@ -118,6 +119,7 @@ def main(argv) -> None:
   # Keras and TensorFlow, and a bad flag should fail in a fraction of a second.
   from train import runner  # pylint: disable=import-outside-toplevel
 
+  device_policy.configure_tensorflow()  # TF32 off (parity), memory growth: Keras is loaded now
   settings = runner.Settings(
     seeds=train_flags.SEEDS.value,
     seed=common_flags.SEED.value,
@@ -162,6 +164,8 @@ def run() -> None:
   """Console-script entry point (``jaxnets-train``)."""
   # Keep TensorFlow's C++ start-up chatter out of the progress output.
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  # Before JAX or TensorFlow start a GPU backend (nothing imported so far starts one).
+  device_policy.apply()
   cli_support.run(main)
 
 

@@ -13,6 +13,7 @@ from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxnets.layers import base
 from jaxnets.layers import initializers
@@ -20,8 +21,9 @@ from jaxnets.layers import initializers
 # Keras's Attention subtracts this from masked scores; its Softmax layer (the
 # MultiHeadAttention path with dropout) puts -1e9 there.
 _SCORE_PENALTY = 1.0e9
-# TF's dot_product_attention fills masked logits with this (0.7 x float32 max).
-_LARGE_NEGATIVE = float(jnp.asarray(-0.7 * float(jnp.finfo(jnp.float32).max), jnp.float32))
+# TF's dot_product_attention fills masked logits with this (0.7 x float32 max). numpy, not
+# jnp: a jnp array here would start JAX's backend at import, before the device policy.
+_LARGE_NEGATIVE = float(np.float32(-0.7 * float(np.finfo(np.float32).max)))
 
 
 def _causal(t: int, s: int) -> jax.Array:

@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 
+from jaxnets import device_policy
 from train.executors import base
 
 # (dataset name, settings) -> the runner's Dataset; one entry, the current sweep's.
@@ -40,6 +41,9 @@ def _prepare(backend: str) -> None:
   # Before Keras is first imported in this worker; a worker that already imported
   # it with another backend is caught by the run-key check below.
   os.environ.setdefault("KERAS_BACKEND", backend)
+  # The driver's memory and precision policy (inherited through the environment by
+  # local workers; a Ray worker gets its defaults), TensorFlow included once loaded.
+  device_policy.apply()
 
 
 def run_task(spec: base.RunSpec) -> base.RunOutput:
