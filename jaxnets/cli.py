@@ -10,10 +10,13 @@ one). Needs JAX alone: this module imports nothing but JAX, numpy, absl and
 jaxnets.
 
 Input (``--input``): a ``.npy`` array of shape ``(rows, *input_shape)``; for a
-model that takes strings, a UTF-8 text file with one sentence per line; ``-``
+model that takes strings, a UTF-8 text file with one sentence per line (rows
+split on ``\\n`` alone, so row i is line i; a leading BOM is dropped); ``-``
 reads stdin (lines of text for a string model, a ``.npy`` stream otherwise).
 Output (``--output``): a ``.npy`` file of shape ``(rows, *output_shape)``
-(float32), or ``-`` to print one row per line to stdout.
+(float32), a ``.npz`` archive with one array per output name (a model with
+several outputs), or ``-`` to print one row per line to stdout. Output files
+are never written through a symbolic link.
 
 Exit codes: 0 done; 1 bad usage or input (one ``error:`` line naming the
 culprit); 2 the folder is not a model jaxnets can load (``SavedModelError``).
@@ -77,34 +80,89 @@ def _select_device(device: str | None) -> None:
     raise UsageProblem(f"--device={device}: no {device.upper()} visible to JAX")
 
 
+def text_rows(data: bytes, where: str) -> list[str]:
+  """One row per line: UTF-8 (one leading BOM dropped), split on ``\\n`` only.
+
+  A trailing ``\\r`` (a Windows line end) is dropped from each line, and a
+  final line end ends the last row rather than starting an empty one; no other
+  character (U+2028, U+0085, form feed...) splits a row, so rows match lines.
+  """
+  try:
+    text = data.decode("utf-8")
+  except UnicodeDecodeError as e:
+    raise UsageProblem(f"{where} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+  text = text.removeprefix("\ufeff")
+  lines = text.split("\n")
+  if lines[-1] == "":
+    lines.pop()
+  return [line.removesuffix("\r") for line in lines]
+
+
+def load_npy(f, size: int, where: str) -> np.ndarray:
+  """A ``.npy`` array from ``f`` (``size`` bytes), its header checked before any allocation."""
+  try:
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+      shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+    else:
+      shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+  except (ValueError, OSError, EOFError) as e:
+    raise UsageProblem(f"{where} is not a readable .npy array: {e}") from None
+  if not shape:
+    raise UsageProblem(f"{where} holds a single value (a 0-d array); give an array of rows")
+  if dtype.hasobject:
+    raise UsageProblem(f"{where} holds Python objects; give a numeric array")
+  declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+  held = size - f.tell()
+  if declared != held:
+    raise UsageProblem(
+      f"{where}: its header declares {dtype} {tuple(shape)} ({declared:,} bytes) but the "
+      f"file holds {held:,} bytes after it (truncated or damaged)"
+    )
+  f.seek(0)
+  try:
+    return np.load(f, allow_pickle=False)
+  except (ValueError, OSError, EOFError) as e:
+    raise UsageProblem(f"{where} is not a readable .npy array: {e}") from None
+
+
+def _stdin_bytes() -> bytes:
+  if sys.stdin is None:
+    raise UsageProblem("--input=-: stdin is closed")
+  try:
+    return sys.stdin.buffer.read()
+  except (OSError, ValueError) as e:
+    raise UsageProblem(f"--input=-: cannot read stdin: {e}") from None
+
+
 def read_input(source: str, takes_strings: bool):
   """The rows to predict: an array, or a list of sentences for a string model."""
   if source == "-":
+    data = _stdin_bytes()
     if takes_strings:
-      return [line.rstrip("\r\n") for line in sys.stdin.read().splitlines()]
-    data = sys.stdin.buffer.read()
-    try:
-      return np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError):
+      return text_rows(data, "--input=-: stdin")
+    if not data.startswith(np.lib.format.MAGIC_PREFIX):
       raise UsageProblem(
         "--input=-: stdin is not a .npy array (numeric models read .npy from stdin)"
-      ) from None
+      )
+    return load_npy(io.BytesIO(data), len(data), "--input=-: stdin")
   if not os.path.isfile(source):
     raise UsageProblem(f"--input: no file at {source!r}")
   if source.endswith(".npy"):
     try:
-      return np.load(source, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-      raise UsageProblem(f"--input: {source!r} is not a readable .npy array: {e}") from None
+      with open(source, "rb") as f:
+        return load_npy(f, os.fstat(f.fileno()).st_size, f"--input: {source!r}")
+    except OSError as e:
+      raise UsageProblem(f"--input: cannot read {source!r}: {e.strerror or e}") from None
   if not takes_strings:
     raise UsageProblem(
       f"--input: {source!r} is not a .npy file, and this model takes numeric arrays, not text"
     )
   try:
-    with open(source, encoding="utf-8") as f:
-      return f.read().splitlines()
-  except UnicodeDecodeError as e:
-    raise UsageProblem(f"--input: {source!r} is not UTF-8 text ({e.reason})") from None
+    with open(source, "rb") as f:
+      return text_rows(f.read(), f"--input: {source!r}")
+  except OSError as e:
+    raise UsageProblem(f"--input: cannot read {source!r}: {e.strerror or e}") from None
 
 
 def predict_with_progress(model, x, batch_size: int, chunk_rows: int) -> np.ndarray:
@@ -126,16 +184,80 @@ def predict_with_progress(model, x, batch_size: int, chunk_rows: int) -> np.ndar
   return np.concatenate(outputs)
 
 
-def write_output(y: np.ndarray, destination: str) -> None:
-  if destination == "-":
-    np.savetxt(sys.stdout, y.reshape(len(y), -1), fmt="%.7g")
-    return
-  if not destination.endswith(".npy"):
-    raise UsageProblem(f"--output: {destination!r} must end in .npy (or be - for stdout)")
+def output_arrays(model, y) -> dict[str, np.ndarray]:
+  """The model's outputs by name (one entry for a single output)."""
+  if isinstance(y, dict):
+    return {str(name): np.asarray(v) for name, v in y.items()}
+  if not isinstance(y, (list, tuple)):
+    return {"output": np.asarray(y)}
+  producers = list(model.input_names) + [node.layers[-1] for node in model.graph.nodes]
+  names = {}
+  for tensor, value in zip(model.graph.outputs, y):
+    name = producers[tensor]
+    while name in names:
+      name += "_"
+    names[name] = np.asarray(value)
+  return names
+
+
+def _open_for_writing(destination: str):
+  """``destination`` opened for writing, never through a symbolic link."""
+  flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
   try:
-    np.save(destination, y)
+    return os.fdopen(os.open(destination, flags, 0o666), "wb")
+  except OSError as e:
+    if os.path.islink(destination):
+      raise UsageProblem(
+        f"--output: {destination!r} is a symbolic link; jaxnets writes no file through one"
+      ) from None
+    raise UsageProblem(f"--output: cannot write {destination!r}: {e.strerror or e}") from None
+
+
+def check_destination(count: int, destination: str) -> None:
+  """Refuses, before any work, an ``--output`` that cannot hold ``count`` outputs."""
+  if destination.endswith(".npz"):
+    return
+  if destination != "-" and not destination.endswith(".npy"):
+    raise UsageProblem(f"--output: {destination!r} must end in .npy or .npz (or be - for stdout)")
+  if count > 1:
+    raise UsageProblem(
+      f"--output={destination}: the model has {count} outputs; give --output=FILE.npz "
+      "(one array per output name)"
+    )
+
+
+def write_output(outputs: dict[str, np.ndarray], destination: str) -> None:
+  """One output: ``.npy`` or rows on stdout; several: ``.npz`` keyed by output name."""
+  check_destination(len(outputs), destination)
+  if destination == "-":
+    [y] = outputs.values()
+    if sys.stdout is None:
+      raise UsageProblem("--output=-: stdout is closed")
+    try:
+      np.savetxt(sys.stdout, y.reshape(len(y), -1), fmt="%.7g")
+      sys.stdout.flush()
+    except (OSError, ValueError) as e:
+      _silence_stdout()
+      raise UsageProblem(f"--output=-: cannot write to stdout: {e}") from None
+    return
+  try:
+    with _open_for_writing(destination) as f:
+      if destination.endswith(".npz"):
+        np.savez(f, **outputs)
+      else:
+        np.save(f, next(iter(outputs.values())))
   except OSError as e:
     raise UsageProblem(f"--output: cannot write {destination!r}: {e.strerror or e}") from None
+
+
+def _silence_stdout() -> None:
+  """Points fd 1 at /dev/null: a closed pipe must not raise again at exit."""
+  try:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+  except OSError:
+    pass
 
 
 def predict_folder(model_dir: str) -> int:
@@ -158,6 +280,7 @@ def predict_folder(model_dir: str) -> int:
     except saving.SavedModelError as e:
       print(f"error: {e}", file=sys.stderr)
       return EXIT_REFUSED
+    check_destination(len(model.graph.outputs), _OUTPUT.value)
     x = read_input(_INPUT.value, model.preprocessor is not None)
     if len(x) == 0:
       raise UsageProblem(f"--input: {_INPUT.value!r} holds no rows")
@@ -165,7 +288,16 @@ def predict_folder(model_dir: str) -> int:
       y = predict_with_progress(model, x, _BATCH_SIZE.value, _PROGRESS_ROWS.value)
     except jaxnets.InputError as e:
       raise UsageProblem(f"--input {_INPUT.value!r}: {e}") from None
-    write_output(y, _OUTPUT.value)
+    except (MemoryError, OverflowError, RuntimeError) as e:
+      if isinstance(e, RuntimeError) and "RESOURCE_EXHAUSTED" not in str(e):
+        raise
+      print(
+        f"error: model {model_dir}: running it on {_INPUT.value!r} needs more memory than "
+        f"there is ({type(e).__name__}: {str(e)[:200]}); check its layer sizes or --batch_size",
+        file=sys.stderr,
+      )
+      return EXIT_REFUSED
+    write_output(output_arrays(model, y), _OUTPUT.value)
   except UsageProblem as e:
     print(f"error: {e}", file=sys.stderr)
     return EXIT_USAGE

@@ -703,25 +703,31 @@ def load(directory: str | os.PathLike) -> Model:
   preprocessor = None
   if arch.get("preprocessor") is not None:
     preprocessor = rebuild("preprocessor", arch["preprocessor"])
-  params = saving.read_params(directory, arch)
-  try:
-    graph = None
-    if arch.get("graph") is not None:  # folders saved before graphs hold a chain
-      graph = graph_lib.Graph.from_config(arch["graph"])
-    inputs = arch.get("inputs")
-    if inputs is not None and len(inputs) > 1:
-      shape, dtype = [i["shape"] for i in inputs], [i["dtype"] for i in inputs]
-    else:
-      shape, dtype = arch["input_shape"], arch["input_dtype"]
-    return Model(
-      layers,
-      params,
-      input_shape=shape,
-      input_dtype=dtype,
-      preprocessor=preprocessor,
-      name=arch.get("name", "model"),
-      graph=graph,
-      input_names=None if inputs is None else [i["name"] for i in inputs],
-    )
-  except ValueError as e:
-    raise saving.SavedModelError(f"saved model {directory}: {e}") from None
+
+  def build(params) -> Model:
+    try:
+      graph = None
+      if arch.get("graph") is not None:  # folders saved before graphs hold a chain
+        graph = graph_lib.Graph.from_config(arch["graph"])
+      inputs = arch.get("inputs")
+      if inputs is not None and len(inputs) > 1:
+        shape, dtype = [i["shape"] for i in inputs], [i["dtype"] for i in inputs]
+      else:
+        shape, dtype = arch["input_shape"], arch["input_dtype"]
+      return Model(
+        layers,
+        params,
+        input_shape=shape,
+        input_dtype=dtype,
+        preprocessor=preprocessor,
+        name=arch.get("name", "model"),
+        graph=graph,
+        input_names=None if inputs is None else [i["name"] for i in inputs],
+      )
+    except ValueError as e:
+      raise saving.SavedModelError(f"saved model {directory}: {e}") from None
+
+  # Every size params/ declares is checked against the layers before a byte
+  # is allocated: a folder declaring a huge array is refused, not restored.
+  jax.eval_shape(lambda p: build(p).params, saving.declared_params(directory, arch))
+  return build(saving.read_params(directory, arch))

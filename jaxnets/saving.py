@@ -29,8 +29,9 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Any
+from typing import Any, Callable
 
+import jax
 import numpy as np
 
 FORMAT_VERSION = 3
@@ -99,19 +100,98 @@ def _exchange(a: str, b: str) -> bool:
   raise OSError(err, os.strerror(err), a)
 
 
-def _check_replaceable(directory: str) -> None:
-  """Refuses to replace a folder that holds something other than a saved model."""
-  if not os.path.exists(directory):
-    return
+def current_umask() -> int:
+  """The process's umask (read from /proc where possible: setting it is not thread-safe)."""
+  try:
+    with open("/proc/self/status", encoding="ascii") as f:
+      for line in f:
+        if line.startswith("Umask:"):
+          return int(line.split()[1], 8)
+  except (OSError, ValueError):
+    pass
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
+
+def _is_saved_architecture(path: str) -> bool:
+  """Whether ``path`` is an ``architecture.json`` that jaxnets wrote (by its keys)."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      arch = json.load(f)
+  except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+    return False
+  return (
+    isinstance(arch, dict)
+    and arch.get("format_version") in READABLE_VERSIONS
+    and isinstance(arch.get("layers"), list)
+    and "input_shape" in arch
+  )
+
+
+def resolve_target(
+  directory: str | os.PathLike,
+  *,
+  own: tuple[str, ...],
+  marker: str,
+  is_ours: Callable[[str], bool],
+  what: str,
+  error: type[Exception],
+) -> str:
+  """The absolute folder a save or export may replace as a whole, or ``error``.
+
+  A symbolic link is followed to the folder it names (the link stays). The
+  folder must be new, empty, or hold only ``own`` entries with a ``marker``
+  file that ``is_ours``: anything else is a user's, named in the error, and
+  never deleted. The working directory (or a folder holding it) is refused:
+  replacing it would pull the process's own folder away.
+  """
+  directory = os.path.abspath(os.fspath(directory))
+  if os.path.islink(directory):
+    target = os.path.realpath(directory)
+    if not os.path.isdir(target):
+      raise error(
+        f"cannot write {what} to {directory}: it is a symbolic link to {target}, "
+        "which is not a folder"
+      )
+    directory = target
+  if not os.path.lexists(directory):
+    return directory
   if not os.path.isdir(directory):
-    raise SavedModelError(f"cannot save a model to {directory}: it is a file")
-  contents = set(os.listdir(directory))
-  if contents and ARCHITECTURE_FILE not in contents:
-    raise SavedModelError(
-      f"cannot save a model to {directory}: the folder holds other files "
-      f"({', '.join(sorted(contents)[:5])}) and no {ARCHITECTURE_FILE}; "
-      "choose an empty or new folder"
+    raise error(f"cannot write {what} to {directory}: it is a file")
+  cwd = os.getcwd()
+  if cwd == directory or cwd.startswith(directory.rstrip(os.sep) + os.sep):
+    raise error(
+      f"cannot write {what} to {directory}: it is (or holds) the working directory, which a "
+      "save replaces as a whole; choose a new folder"
     )
+  contents = sorted(os.listdir(directory))
+  foreign = [entry for entry in contents if entry not in own]
+  if foreign:
+    more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+    raise error(
+      f"cannot write {what} to {directory}: it is not {what} folder and not empty: it holds "
+      f"other files ({foreign[0]!r}{more}), which jaxnets did not write and would delete; "
+      "choose an empty or new folder, or move them out"
+    )
+  if contents and not is_ours(os.path.join(directory, marker)):
+    raise error(
+      f"cannot write {what} to {directory}: its {marker} was not written by jaxnets "
+      "(or is damaged), so the folder is not replaced; choose an empty or new folder"
+    )
+  return directory
+
+
+def check_target(directory: str | os.PathLike) -> str:
+  """The absolute folder ``write_folder`` would replace; ``SavedModelError`` if it may not."""
+  return resolve_target(
+    directory,
+    own=(ARCHITECTURE_FILE, PARAMS_DIR),
+    marker=ARCHITECTURE_FILE,
+    is_ours=_is_saved_architecture,
+    what="a saved model",
+    error=SavedModelError,
+  )
 
 
 def write_folder(directory: str | os.PathLike, architecture: dict[str, Any], params: dict) -> str:
@@ -123,8 +203,7 @@ def write_folder(directory: str | os.PathLike, architecture: dict[str, Any], par
   # saving and loading need it. It imports nothing of ours: no cycle.
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
 
-  directory = os.path.abspath(os.fspath(directory))
-  _check_replaceable(directory)
+  directory = check_target(directory)
   parent, name = os.path.split(directory)
   os.makedirs(parent, exist_ok=True)
   architecture = dict(
@@ -135,6 +214,7 @@ def write_folder(directory: str | os.PathLike, architecture: dict[str, Any], par
   )
   staging = tempfile.mkdtemp(dir=parent, prefix=f".{name}.saving-")
   try:
+    os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp's 0700 would outlive the rename
     if params:  # orbax refuses an empty tree: a weightless model has no params/ folder
       checkpointer = ocp.StandardCheckpointer()
       checkpointer.save(os.path.join(staging, PARAMS_DIR), params)
@@ -145,8 +225,13 @@ def write_folder(directory: str | os.PathLike, architecture: dict[str, Any], par
       f.flush()
       os.fsync(f.fileno())
     if not os.path.exists(directory):
-      os.rename(staging, directory)
-      return directory
+      try:
+        os.rename(staging, directory)
+        return directory
+      except OSError as e:  # another first save got there first: replace it as below
+        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+          raise
+        check_target(directory)
     if _exchange(staging, directory):
       shutil.rmtree(staging, ignore_errors=True)  # now the old model
       return directory
@@ -189,6 +274,8 @@ def read_architecture(directory: str) -> dict[str, Any]:
       arch = json.load(f)
   except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
     raise _fail(directory, f"cannot read {ARCHITECTURE_FILE}: {e}") from e
+  except RecursionError:
+    raise _fail(directory, f"cannot read {ARCHITECTURE_FILE}: it is nested too deeply") from None
   _expect(directory, "the top level", arch, dict, "a JSON object")
   version = arch.get("format_version")
   if version not in READABLE_VERSIONS:
@@ -234,8 +321,88 @@ def read_architecture(directory: str) -> dict[str, Any]:
   return arch
 
 
+def _nest(flat: dict[str, Any]) -> dict:
+  tree: dict[str, Any] = {}
+  for path, value in flat.items():
+    *layers, weight = path.split("/")
+    node = tree
+    for key in layers:
+      node = node.setdefault(key, {})
+    node[weight] = value
+  return tree
+
+
+def _manifest_entry(directory: str, path: str, entry) -> tuple[tuple[int, ...], np.dtype]:
+  where = f"params_manifest[{path!r}]"
+  if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], list)):
+    raise _fail(directory, f"{ARCHITECTURE_FILE}: {where} must be [shape, dtype]")
+  shape, dtype = entry
+  if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+    raise _fail(directory, f"{ARCHITECTURE_FILE}: {where} has a bad shape {shape!r:.80}")
+  try:
+    return tuple(shape), np.dtype(dtype)
+  except TypeError:
+    raise _fail(directory, f"{ARCHITECTURE_FILE}: {where} has a bad dtype {dtype!r:.40}") from None
+
+
+def declared_params(directory: str, arch: dict[str, Any]) -> dict:
+  """``{layer: {weight: ShapeDtypeStruct}}`` as ``params/`` declares them, no array read.
+
+  Checked against the manifest in ``architecture.json`` (folders of format 2
+  and later), so that nothing is allocated from a size only the checkpoint
+  states; the caller checks the result against the layers before
+  :func:`read_params` restores anything.
+  """
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel  # see write_folder
+
+  path = os.path.join(directory, PARAMS_DIR)
+  expected = arch.get("params_manifest")
+  if not os.path.isdir(path) and expected == {}:
+    return {}  # a model without weights (written without params/)
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f"saved model {directory}: missing parameter checkpoint {PARAMS_DIR}/")
+  try:
+    tree = ocp.StandardCheckpointer().metadata(path).item_metadata.tree
+    declared = {
+      "/".join(str(k) for k in keys): jax.ShapeDtypeStruct(
+        tuple(int(d) for d in meta.shape), np.dtype(meta.dtype)
+      )
+      for keys, meta in _metadata_leaves(tree)
+    }
+  except Exception as e:  # orbax raises many types for a damaged checkpoint
+    raise _fail(directory, f"cannot read {PARAMS_DIR}/: {type(e).__name__}: {e}") from e
+  if expected is not None:
+    _expect(directory, "'params_manifest'", expected, dict, "an object")
+    for leaf in sorted(set(expected) | set(declared)):
+      if leaf not in declared:
+        raise _fail(directory, f"{PARAMS_DIR}/ lacks {leaf!r}, which the manifest lists")
+      if leaf not in expected:
+        raise _fail(directory, f"{PARAMS_DIR}/ holds {leaf!r}, which the manifest does not list")
+      want, got = _manifest_entry(directory, leaf, expected[leaf]), declared[leaf]
+      if want != (got.shape, got.dtype):
+        raise _fail(
+          directory,
+          f"{PARAMS_DIR}/ declares {leaf!r} as {got.shape} {got.dtype}, but the manifest in "
+          f"{ARCHITECTURE_FILE} says {want[0]} {want[1]} (a damaged or edited folder); "
+          "nothing was loaded",
+        )
+  return _nest(declared)
+
+
+def _metadata_leaves(tree, prefix=()):
+  if isinstance(tree, dict):
+    for key in sorted(tree):
+      yield from _metadata_leaves(tree[key], prefix + (key,))
+  else:
+    yield prefix, tree
+
+
 def read_params(directory: str, arch: dict[str, Any]) -> dict:
-  """Restores the parameter tree and checks it belongs to ``arch``."""
+  """Restores the parameter tree and checks it belongs to ``arch``.
+
+  Call :func:`declared_params` first (and check its sizes): this allocates
+  every array the checkpoint declares.
+  """
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel  # see write_folder
 
   path = os.path.join(directory, PARAMS_DIR)

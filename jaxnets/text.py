@@ -112,6 +112,12 @@ class TextVectorizer:
     """Token ids ``int32 (len(texts), length)``, 0 = padding, 1 = unknown."""
     if isinstance(texts, str):
       raise TypeError(f"TextVectorizer {self.name!r} takes a sequence of strings, got a single str")
+    for i, text in enumerate(texts):
+      if not isinstance(text, str):  # str() would make b"..." or None a token
+        raise TypeError(
+          f"TextVectorizer {self.name!r} takes strings; item {i} is "
+          f"{type(text).__name__} {text!r:.40}"
+        )
     lookup = self._ids
     rows = [[lookup.get(token, 1) for token in self.tokenize(text)] for text in texts]
     length = self.output_sequence_length

@@ -33,6 +33,7 @@ from absl import logging  # noqa: E402
 
 from jaxnets import cli_support  # noqa: E402
 from jaxnets import device_policy  # noqa: E402
+from jaxnets import saving  # noqa: E402
 from port import api  # noqa: E402
 from port import parity_check  # noqa: E402
 from port import registry  # noqa: E402
@@ -64,6 +65,11 @@ EXIT_OK, EXIT_USAGE, EXIT_REFUSED = (
 
 def port_file(model_path: str, out_dir: str) -> int:
   """The command's work; returns the exit code."""
+  try:
+    saving.check_target(out_dir)  # before any work: a folder we may not replace
+  except ValueError as e:
+    print(f"error: OUT_DIR: {e}", file=sys.stderr)
+    return EXIT_USAGE
   try:
     keras_model = api.load_keras(model_path)
     problems = api.unsupported(keras_model)

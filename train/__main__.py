@@ -24,6 +24,7 @@ from flags import common as common_flags
 from flags import train as train_flags
 from train import data as data_lib
 from train import studies
+from train import workdir as workdir_lib
 from train.executors import base as executors_base
 from train.executors import choose as executors
 from train.executors import ray_cluster
@@ -99,6 +100,11 @@ def main(argv) -> None:
   if not flags.FLAGS["verbosity"].present:
     # Libraries' INFO logs (orbax's per-checkpoint lines) would bury the progress.
     logging.set_verbosity(logging.WARNING)
+  if train_flags.EXPORT_DIR.value is not None:
+    try:  # before any work: a file there would be found only after every run
+      workdir_lib.resolve(train_flags.EXPORT_DIR.value, what="--export_dir")
+    except workdir_lib.WorkdirError as e:
+      sys.exit(f"error: {e}")
   try:
     # Checked before any work: Ray importable, --ray_address answering (seconds).
     # --report_only trains nothing: no worker pool, no Ray connection.

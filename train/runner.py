@@ -328,12 +328,9 @@ def _write_json(path: pathlib.Path, payload: Any) -> None:
 
 
 def read_result(run_dir: pathlib.Path) -> dict | None:
-  """The run's finished record, or None if it has none (or an unreadable one)."""
-  try:
-    with open(run_dir / RESULT_FILE, encoding="utf-8") as f:
-      return json.load(f)
-  except (OSError, json.JSONDecodeError):
-    return None
+  """The run's finished record, or None if it has none; one that does not validate
+  is moved aside, so the run is redone (``train.workdir.read_record``)."""
+  return workdir_lib.read_record(run_dir, RESULT_FILE, HISTORY_FILE)
 
 
 def _build_model(family: studies.Family, config: dict, dataset: Dataset):
