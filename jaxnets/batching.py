@@ -1,8 +1,11 @@
 """Host-side batching: validated input rows -> padded, length-cut, sharded batches.
 
-``Model.predict`` and the JAX trainer (``train/jax_trainer.py``) both feed their
-rows through a ``Batcher``, after ``Model.prepare_inputs`` has validated them
-(rank, shape, dtype, token-id range) and tokenised any strings:
+``Model.predict`` feeds its rows through a ``Batcher``, after
+``Model.prepare_inputs`` has validated them (rank, shape, dtype, token-id range)
+and tokenised any strings. The JAX trainer (``train/jax_trainer.py``) follows the
+same rules on the device: its data is put there once and each jitted step gathers
+its batch (the epoch's shuffle, the cut of ``bucketed_length``, zero rows of
+weight 0 for a partial batch, the rows split over the devices):
 
 1. order: ``predict`` sorts text rows by real length (``length_order``), so
    each batch holds rows of similar length, and puts its outputs back in the

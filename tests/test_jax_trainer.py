@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import port
+from jaxnets import batching
 from tests import parity
 from train import jax_trainer
 
@@ -264,3 +265,72 @@ def test_data_parallel_training_matches_one_device():
   assert outputs[4]["devices"] == 4 and outputs[1]["devices"] == 1
   for a, b in zip(outputs[1]["params"], outputs[4]["params"]):
     np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_an_epoch_runs_on_the_device_without_reading_back_and_donates_the_state():
+  """The data is put on the device once; a step gathers its batch there, takes the state's
+  buffers (donation) and reads nothing back: the epoch's sums are read once, at its end."""
+  model = _small_text_model()
+  train_model = jax_trainer.logits_model(model)
+  x, y = _text_data(70, 0)  # 3 batches of 32, the last one partial
+  config = jax_trainer.TrainConfig(batch_size=32, epochs=1, seed=0)
+  data = jax_trainer._to_device(x, y, trim=True)
+  assert isinstance(data.x, jax.Array) and data.lengths is not None
+  state = jax_trainer.TrainState.create(
+    apply_fn=train_model.apply,
+    params=jax_trainer._copy(model.params),
+    tx=jax_trainer.make_optimizer(config),
+    best_params=jax_trainer._copy(model.params),
+  )
+  before = jax.tree_util.tree_leaves(state.params)
+  train_step, _ = jax_trainer._make_steps(train_model.apply)
+  order = np.random.default_rng(0).permutation(len(x))
+  with jax.transfer_guard_device_to_host("disallow"):
+    state, sums = jax_trainer._train_epoch(
+      train_step, state, data, order, config.batch_size, jax.random.PRNGKey(1)
+    )
+  assert all(leaf.is_deleted() for leaf in before)  # donated to the first step
+  total, correct = np.asarray(sums)
+  assert 0 < total and 0 <= correct <= len(x)
+  assert int(state.step) == 3
+
+
+def test_plan_pads_a_partial_batch_with_zero_weight_rows_and_cuts_token_rows():
+  x, y = _text_data(40, 0)
+  data = jax_trainer._to_device(x, y, trim=True)
+  order = np.arange(40)[::-1]
+  plan, cuts = jax_trainer._plan(data, order, 32)
+  plan = np.asarray(plan)
+  assert plan.shape == (2, 32)
+  np.testing.assert_array_equal(plan.ravel()[:40], order)
+  assert (plan.ravel()[40:] == 40).all()  # the gather's zero rows of weight 0
+  lengths = data.lengths
+  assert cuts == [
+    batching.bucketed_length(int(lengths[order[:32]].max()), 9),
+    batching.bucketed_length(int(lengths[order[32:]].max()), 9),
+  ]
+  bx, by, bw = jax.jit(jax_trainer._gather, static_argnums=3)(data.x, data.y, plan[1], cuts[1])
+  np.testing.assert_array_equal(np.asarray(bx)[:8], x[order[32:], : cuts[1]])
+  assert not np.asarray(bx)[8:].any() and not np.asarray(by)[8:].any()
+  np.testing.assert_array_equal(np.asarray(bw), [1.0] * 8 + [0.0] * 24)
+
+
+def test_fit_leaves_the_callers_params_intact():
+  """The train state is donated to every step; the params passed in are copied first."""
+  model = _small_text_model()
+  x, y = _text_data(64, 0)
+  given = jax.tree_util.tree_map(jnp.asarray, model.params)  # device arrays, donatable
+  kept = jax.tree_util.tree_map(np.array, given)
+  jax_trainer.fit(
+    model,
+    x,
+    y,
+    None,
+    None,
+    jax_trainer.TrainConfig(batch_size=32, epochs=1),
+    params=given,
+    log=lambda _: None,
+  )
+  for a, b in zip(jax.tree_util.tree_leaves(given), jax.tree_util.tree_leaves(kept)):
+    assert not a.is_deleted()
+    np.testing.assert_array_equal(np.asarray(a), b)

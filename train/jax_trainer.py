@@ -9,6 +9,11 @@ adds is the loop a Keras user expects from ``fit``:
   resumed run draws exactly the keys an uninterrupted one would;
 - per-epoch shuffling from ``(seed, epoch)``, likewise resumable;
 - early stopping on validation loss with restore-best (Keras's callback);
+- on a device: the training and validation data are put on it once, each step
+  gathers its batch there (rows planned on the host per epoch, a partial batch
+  padded with zero-weight rows), the train state is donated to the step (its
+  buffers are reused in place; the best parameters are copied first), and the
+  loss sums stay on the device until the epoch ends: one read-back per epoch;
 - an orbax checkpoint after every epoch; a killed run resumes from the last;
 - per-epoch progress lines like Keras's ``verbose=2``;
 - data parallelism: with several devices the batch is sharded across them
@@ -20,10 +25,11 @@ on logits), which is the same function with better numerics.
 Text models (``Model.trims_padding``) train on batches cut to their longest
 real sequence: masked steps carry the state unchanged, so the loss and
 gradients are the same as on the full padded length, at a fraction of the work.
-Batches come from ``jaxnets.batching``, as ``Model.predict``'s do.
+The cut is ``jaxnets.batching``'s (``bucketed_length``), as ``Model.predict``'s.
 """
 
 import dataclasses
+import functools
 import os
 import time
 from typing import Any, Callable
@@ -146,35 +152,117 @@ def _weighted_loss_and_correct(apply_fn, params, x, y, w, training, rng):
   return jnp.sum(losses * w), jnp.sum(correct * w)
 
 
-def _make_steps(apply_fn):
-  """Jitted train and eval steps over weighted (padded) batches."""
+@dataclasses.dataclass(frozen=True)
+class DeviceData:
+  """One split put on the device(s) once; steps gather their batches from it.
 
-  @jax.jit
-  def train_step(state: TrainState, x, y, w, rng):
+  Attributes:
+    x: inputs (token ids or floats), ``(rows, ...)``, replicated over the local devices.
+    y: integer labels, ``(rows,)``.
+    rows: number of rows; a batch index equal to it is padding (a zero row of weight 0).
+    lengths: each token row's real length, on the host (``trim``), else ``None``.
+  """
+
+  x: jax.Array
+  y: jax.Array
+  rows: int
+  lengths: np.ndarray | None
+
+
+def _to_device(x: np.ndarray, y: np.ndarray, trim: bool) -> DeviceData:
+  sharding = batching.replicated_sharding() if jax.local_device_count() > 1 else None
+  return DeviceData(
+    x=jax.device_put(x, sharding),
+    y=jax.device_put(y, sharding),
+    rows=len(x),
+    lengths=batching.real_lengths(x) if trim else None,
+  )
+
+
+def _plan(data: DeviceData, order: np.ndarray, batch_size: int) -> tuple[jax.Array, list]:
+  """The batches of the rows in ``order``: their row indices, ``(batches, batch_size)`` on the
+  device (a partial last batch padded with ``data.rows``), and each batch's length cut (the
+  longest real sequence, bucketed as ``jaxnets.batching`` does) or ``None`` without trimming."""
+  batches = -(-len(order) // batch_size)
+  index = np.full(batches * batch_size, data.rows, np.int32)
+  index[: len(order)] = order
+  cuts = [None] * batches
+  if data.lengths is not None:
+    max_length = data.x.shape[1]
+    cuts = [
+      batching.bucketed_length(int(data.lengths[order[i : i + batch_size]].max()), max_length)
+      for i in range(0, len(order), batch_size)
+    ]
+  sharding = batching.replicated_sharding() if jax.local_device_count() > 1 else None
+  return jax.device_put(index.reshape(batches, batch_size), sharding), cuts
+
+
+def _gather(data_x, data_y, index, cut):
+  """``(x, y, w)`` of one batch, inside a jitted step: rows ``index`` (``rows`` itself gives a
+  zero row of weight 0), token ids cut to ``cut`` steps; split over the devices by rows."""
+  rows = data_x.shape[0]
+  if cut is not None:
+    data_x = data_x[:, :cut]
+  x = jnp.take(data_x, index, axis=0, mode="fill", fill_value=0)
+  y = jnp.take(data_y, index, axis=0, mode="fill", fill_value=0)
+  w = (index < rows).astype(jnp.float32)
+  if jax.local_device_count() > 1:
+    sharding = batching.batch_sharding()
+    x, y, w = (jax.lax.with_sharding_constraint(a, sharding) for a in (x, y, w))
+  return x, y, w
+
+
+def _make_steps(apply_fn):
+  """Jitted train and eval steps over batches gathered on the device.
+
+  Both add the batch's weighted ``[loss sum, correct count]`` to ``sums`` (float32, on the
+  device). The train step donates ``state``: its buffers become the new state's, so the
+  caller must not keep the old one (``fit`` copies the best parameters before a step).
+  """
+
+  @functools.partial(jax.jit, static_argnames="cut", donate_argnames="state")
+  def train_step(state: TrainState, sums, data_x, data_y, plan, step, epoch_key, cut=None):
+    x, y, w = _gather(data_x, data_y, plan[step], cut)
+    rng = jax.random.fold_in(epoch_key, step + 1)
+
     def loss_fn(params):
       total, correct = _weighted_loss_and_correct(apply_fn, params, x, y, w, True, rng)
       return total / jnp.maximum(jnp.sum(w), 1.0), (total, correct)
 
     grads, (total, correct) = jax.grad(loss_fn, has_aux=True)(state.params)
-    return state.apply_gradients(grads=grads), total, correct
+    return state.apply_gradients(grads=grads), sums + jnp.stack([total, correct])
 
-  @jax.jit
-  def eval_step(params, x, y, w):
-    return _weighted_loss_and_correct(apply_fn, params, x, y, w, False, None)
+  @functools.partial(jax.jit, static_argnames="cut")
+  def eval_step(params, sums, data_x, data_y, plan, step, cut=None):
+    x, y, w = _gather(data_x, data_y, plan[step], cut)
+    total, correct = _weighted_loss_and_correct(apply_fn, params, x, y, w, False, None)
+    return sums + jnp.stack([total, correct])
 
   return train_step, eval_step
 
 
-def _batcher(x: np.ndarray, y: np.ndarray, batch_size: int, trim: bool) -> batching.Batcher:
-  """Batches of ``(x, y, w)``; a partial batch is padded to ``batch_size`` with
-  zero-weight rows, so every step has one compiled shape."""
+def _check_batch_size(batch_size: int) -> None:
   devices = jax.local_device_count()
   if devices > 1 and batch_size % devices:
     raise ValueError(
       f"batch_size {batch_size} must be a multiple of the "
       f"{devices} local devices for data-parallel training"
     )
-  return batching.Batcher(x, batch_size, per_row=(y, np.ones(len(x), np.float32)), trim=trim)
+
+
+def _train_epoch(train_step, state, data: DeviceData, order, batch_size: int, epoch_key):
+  """One epoch of steps over the rows in ``order``; returns the state and the device-side
+  ``[loss sum, correct count]``. Nothing is read back: steps queue up on the device."""
+  plan, cuts = _plan(data, order, batch_size)
+  sums = jnp.zeros(2, jnp.float32)
+  for step, cut in enumerate(cuts):
+    state, sums = train_step(state, sums, data.x, data.y, plan, step, epoch_key, cut=cut)
+  return state, sums
+
+
+def _copy(tree):
+  """Fresh device buffers: what a donated train state may not share with anything kept."""
+  return jax.tree_util.tree_map(lambda a: jnp.array(a, copy=True), tree)
 
 
 def fit(
@@ -223,11 +311,16 @@ def fit(
       f"inputs and labels differ in length: train {len(x_train)} vs "
       f"{len(y_train)}, validation {len(x_val)} vs {len(y_val)}"
     )
+  _check_batch_size(config.batch_size)
   rng = jax.random.PRNGKey(config.seed)
   if params is None:
     params = model.init(jax.random.fold_in(rng, 0))
+  # Copies: the state is donated to every step, and the caller's params must survive that.
   state = TrainState.create(
-    apply_fn=train_model.apply, params=params, tx=make_optimizer(config), best_params=params
+    apply_fn=train_model.apply,
+    params=_copy(params),
+    tx=make_optimizer(config),
+    best_params=_copy(params),
   )
   meta = {
     "epoch": 0,
@@ -249,8 +342,8 @@ def fit(
     state = jax.device_put(state, batching.replicated_sharding())
 
   trim = train_model.trims_padding
-  train_batches = _batcher(x_train, y_train, config.batch_size, trim)
-  val_batches = _batcher(x_val, y_val, config.batch_size, trim)
+  train_data = _to_device(x_train, y_train, trim)
+  val_data = _to_device(x_val, y_val, trim) if has_validation else None
   train_step, eval_step = _make_steps(train_model.apply)
   history = meta["history"]
 
@@ -258,17 +351,15 @@ def fit(
     epoch = meta["epoch"] + 1
     start = time.perf_counter()
     order = np.random.default_rng([config.seed, epoch]).permutation(len(x_train))
-    total = correct = 0.0
-    for step, batch in enumerate(train_batches(order)):
-      step_rng = jax.random.fold_in(jax.random.fold_in(rng, epoch), step + 1)
-      state, batch_total, batch_correct = train_step(state, *batch.arrays, step_rng)
-      total, correct = total + batch_total, correct + batch_correct
+    epoch_key = jax.random.fold_in(rng, epoch)
+    state, sums = _train_epoch(train_step, state, train_data, order, config.batch_size, epoch_key)
+    total, correct = np.asarray(sums)  # the epoch's one read-back (waits for its steps)
     loss, accuracy = float(total) / len(x_train), float(correct) / len(x_train)
     history["loss"].append(loss)
     history["accuracy"].append(accuracy)
     line = f"loss: {loss:.4f} - accuracy: {accuracy:.4f}"
     if has_validation:
-      val_loss, val_accuracy = _evaluate(eval_step, state.params, val_batches, len(x_val))
+      val_loss, val_accuracy = _evaluate(eval_step, state.params, val_data, config.batch_size)
       history["val_loss"].append(val_loss)
       history["val_accuracy"].append(val_accuracy)
       line += f" - val_loss: {val_loss:.4f} - val_accuracy: {val_accuracy:.4f}"
@@ -278,7 +369,8 @@ def fit(
       improved = score < meta["best_score"]
       if improved:
         meta.update(best_score=score, best_epoch=epoch, wait=0)
-        state = state.replace(best_params=state.params)
+        # A copy: the next step donates (reuses) the buffers of state.params.
+        state = state.replace(best_params=_copy(state.params))
       else:
         meta["wait"] += 1
     else:
@@ -330,12 +422,13 @@ def fit(
   )
 
 
-def _evaluate(eval_step, params, batches: batching.Batcher, n: int) -> tuple[float, float]:
-  total = correct = 0.0
-  for batch in batches(np.arange(n)):
-    batch_total, batch_correct = eval_step(params, *batch.arrays)
-    total, correct = total + batch_total, correct + batch_correct
-  return float(total) / n, float(correct) / n
+def _evaluate(eval_step, params, data: DeviceData, batch_size: int) -> tuple[float, float]:
+  plan, cuts = _plan(data, np.arange(data.rows), batch_size)
+  sums = jnp.zeros(2, jnp.float32)
+  for step, cut in enumerate(cuts):
+    sums = eval_step(params, sums, data.x, data.y, plan, step, cut=cut)
+  total, correct = np.asarray(sums)
+  return float(total) / data.rows, float(correct) / data.rows
 
 
 def _checkpoint_manager(directory: str):
@@ -388,26 +481,25 @@ def epoch_runner(model: jaxnets.Model, x, y, config: TrainConfig) -> Callable[[]
   """
   train_model = logits_model(model)
   x, y = model.prepare_inputs(x), np.asarray(y, np.int32)
+  _check_batch_size(config.batch_size)
   params = model.init(jax.random.PRNGKey(config.seed))
   box = {
     "state": TrainState.create(
-      apply_fn=train_model.apply, params=params, tx=make_optimizer(config), best_params=params
+      apply_fn=train_model.apply, params=params, tx=make_optimizer(config), best_params=None
     ),
     "epoch": 0,
   }
-  batches = _batcher(x, y, config.batch_size, train_model.trims_padding)
+  data = _to_device(x, y, train_model.trims_padding)
   train_step, _ = _make_steps(train_model.apply)
   rng = jax.random.PRNGKey(config.seed)
 
   def run_epoch() -> float:
     box["epoch"] += 1
     order = np.random.default_rng([config.seed, box["epoch"]]).permutation(len(x))
-    state, total = box["state"], 0.0
-    for step, batch in enumerate(batches(order)):
-      step_rng = jax.random.fold_in(jax.random.fold_in(rng, box["epoch"]), step + 1)
-      state, batch_total, _ = train_step(state, *batch.arrays, step_rng)
-      total = total + batch_total
-    box["state"] = state
-    return float(total) / len(x)  # float() blocks until the epoch is computed
+    epoch_key = jax.random.fold_in(rng, box["epoch"])
+    box["state"], sums = _train_epoch(
+      train_step, box["state"], data, order, config.batch_size, epoch_key
+    )
+    return float(sums[0]) / len(x)  # float() blocks until the epoch is computed
 
   return run_epoch
