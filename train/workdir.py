@@ -32,7 +32,8 @@ def resolve(workdir: os.PathLike | str, what: str = "the work directory") -> pat
   """
   text = os.fspath(workdir)
   if not str(text).strip():
-    raise WorkdirError(f"{what} is empty (--workdir= or --export_dir=); give a folder, e.g. runs")
+    flag = "--workdir" if what == "the work directory" else what
+    raise WorkdirError(f"{what} is empty ({flag}=); give a folder, e.g. runs")
   path = pathlib.Path(text).expanduser().resolve()
   existing = path
   while not existing.exists():
