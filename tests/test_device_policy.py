@@ -245,3 +245,25 @@ def test_the_benchmarks_keras_setup_follows_the_policy_for_each_mode():
     prelude=False,
   )
   assert seen == {"parity": [False, False], "speed": [True, True]}
+
+
+class _Item:
+  def __init__(self, *marks):
+    self.keywords = dict.fromkeys(marks)
+    self.added = []
+
+  def add_marker(self, mark):
+    self.added.append(mark)
+
+
+@pytest.mark.parametrize("backend, skipped", [("cpu", True), ("tpu", True), ("gpu", False)])
+def test_gpu_marked_tests_run_only_on_a_gpu_backend(monkeypatch, backend, skipped):
+  from tests import conftest  # pylint: disable=import-outside-toplevel
+
+  monkeypatch.setattr(jax, "default_backend", lambda: backend)
+  gpu, plain = _Item("gpu"), _Item("heavy")
+  conftest.pytest_collection_modifyitems(None, [gpu, plain])
+  assert not plain.added
+  assert bool(gpu.added) is skipped
+  if skipped:
+    assert gpu.added[0].kwargs["reason"] == f"needs a GPU; JAX's default backend is {backend!r}"
