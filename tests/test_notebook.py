@@ -7,7 +7,11 @@ local data copies, one epoch on a few rows, a tiny speed check. Any cell that
 raises fails the test, so a broken notebook fails the build.
 """
 
+import subprocess
+import sys
+
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from tests.conftest import REPO_ROOT
@@ -77,3 +81,52 @@ def test_notebook_runs_top_to_bottom(real_data_dir, tmp_path):
   assert "image/png" in displayed and "text/markdown" in displayed
   assert (tmp_path / "runs" / "speedcheck.json").is_file()
   assert (tmp_path / "runs" / "ported_model").is_dir()
+
+
+def _install_cell() -> str:
+  notebook = nbformat.read(NOTEBOOK, as_version=4)
+  return next(
+    c.source for c in notebook.cells if c.cell_type == "code" and "REPO_URL still" in c.source
+  )
+
+
+@pytest.mark.parametrize(
+  "repo_url, wheel, error",
+  [
+    (
+      "https://github.com/<owner>/jaxnets",
+      None,
+      "RuntimeError: REPO_URL still names the placeholder <owner>: set it in the first code cell",
+    ),
+    ("file://{tmp}/no/such/jaxnets", None, "RuntimeError: REPO_URL='file://{tmp}/no/such/jaxnets'"),
+    ("", "uploaded/jaxnets.whl", "FileNotFoundError: WHEEL='uploaded/jaxnets.whl' is no file here"),
+    (
+      "",
+      "{tmp}/bogus.whl",
+      "RuntimeError: pip could not install jaxnets beside this runtime's jax==",
+    ),
+  ],
+  ids=["placeholder", "unreachable", "no-wheel", "bad-wheel"],
+)
+def test_the_install_cell_stops_with_one_readable_sentence(tmp_path, repo_url, wheel, error):
+  """As a Colab user would run it (INSTALL=True, away from a checkout): a REPO_URL left at its
+  placeholder or unreachable, or a wheel that is missing or broken, stops the notebook at once
+  with one line saying what to set. Nothing here needs the network."""
+  (tmp_path / "bogus.whl").write_text("not a wheel")
+  settings = {"INSTALL": True, "REPO_URL": repo_url.format(tmp=tmp_path), "WHEEL": wheel}
+  if wheel:
+    settings["WHEEL"] = wheel.format(tmp=tmp_path)
+  code = "".join(f"{k} = {v!r}\n" for k, v in settings.items()) + _install_cell()
+  proc = subprocess.run(
+    [sys.executable, "-c", code],
+    cwd=tmp_path,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+  )
+  assert proc.returncode == 1
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith(error.format(tmp=tmp_path)), proc.stderr[-2000:]
+  assert last.endswith("."), last
+  assert not (tmp_path / "jaxnets").exists()  # nothing cloned
