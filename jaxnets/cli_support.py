@@ -4,12 +4,34 @@ Flag-free on purpose: importing it defines no absl flag, so any command (in
 ``jaxnets`` or above it) can use it beside its own flags.
 """
 
+import contextlib
+import os
+import re
 import sys
-from typing import Callable
+import tempfile
+from typing import Callable, Iterator
 
 from absl import app, flags
 
 EXIT_OK, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2
+
+# What TensorFlow's (and XLA's) C++ code prints when it starts, on every run
+# and whatever the machine: notices no user can act on, printed before
+# TF_CPP_MIN_LOG_LEVEL is read (absl's pre-init logging ignores it).
+STARTUP_NOISE = re.compile(
+  "|".join(
+    (
+      r"All log messages before absl::InitializeLog\(\) is called are written to STDERR",
+      r"oneDNN custom operations are on",
+      r"cudart_stub\.cc.*Could not find cuda drivers",
+      r"failed call to cuInit",
+      r"This TensorFlow binary is optimized to use available CPU instructions",
+      r"To enable the following instructions: .* rebuild TensorFlow",
+      r"Unable to register cu(DNN|FFT|BLAS) factory",
+      r"computation placer already registered",
+    )
+  )
+)
 
 _HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
 
@@ -45,3 +67,33 @@ def _show_module_help_as_main(module_name: str) -> None:
     main.__doc__ = module.__doc__
   for flag in flags.FLAGS.get_key_flags_for_module(module_name):
     flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+
+
+@contextlib.contextmanager
+def filtered_native_stderr(noise: re.Pattern = STARTUP_NOISE) -> Iterator[None]:
+  """Runs the block with file descriptor 2 captured, then replays every line of
+  it except ``noise`` (by default TensorFlow's C++ start-up notices).
+
+  For the block that imports TensorFlow and starts its devices: C++ code
+  writes to the descriptor, not to ``sys.stderr``, so only a descriptor-level
+  capture can sort its lines. Real warnings and errors (and Python's own
+  output in the block) come out unchanged, just after the block.
+  """
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as capture:
+    os.dup2(capture.fileno(), 2)
+    try:
+      yield
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+      capture.seek(0)
+      kept = [
+        line
+        for line in capture.read().decode("utf-8", "replace").splitlines(keepends=True)
+        if not noise.search(line)
+      ]
+      sys.stderr.write("".join(kept))
+      sys.stderr.flush()

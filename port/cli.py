@@ -71,7 +71,9 @@ def port_file(model_path: str, out_dir: str) -> int:
     print(f"error: OUT_DIR: {e}", file=sys.stderr)
     return EXIT_USAGE
   try:
-    keras_model = api.load_keras(model_path)
+    # TensorFlow starts here: its C++ start-up notices are dropped, anything else kept.
+    with cli_support.filtered_native_stderr():
+      keras_model = api.load_keras(model_path)
     problems = api.unsupported(keras_model)
   except (FileNotFoundError, ValueError, TypeError) as e:
     print(f"error: {e}", file=sys.stderr)

@@ -585,3 +585,67 @@ def test_a_first_save_racing_another_first_save_replaces_it(tmp_path, monkeypatc
   new = _dense_model(seed=1)
   new.save(folder)
   np.testing.assert_array_equal(jaxnets.load(folder).predict(X), new.predict(X))
+
+
+# ------------------------------------------------------------------------ quiet runs
+
+
+def test_native_startup_notices_are_dropped_and_real_lines_kept():
+  code = (
+    "import os\n"
+    "from jaxnets import cli_support\n"
+    "with cli_support.filtered_native_stderr():\n"
+    "  os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are "
+    "written to STDERR\\n')\n"
+    "  os.write(2, b'I0000 00:00:1 port.cc:153] oneDNN custom operations are on. You may\\n')\n"
+    "  os.write(2, b'E0000 00:00:1 cuda_platform.cc:52] failed call to cuInit: INTERNAL\\n')\n"
+    "  os.write(2, b'W0000 a real warning\\n')\n"
+  )
+  result = _python(code)
+  assert result.returncode == 0
+  assert result.stderr.decode() == "W0000 a real warning\n"
+
+
+def test_port_prints_no_tensorflow_startup_lines(tmp_path):
+  env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+  result = subprocess.run(
+    [sys.executable, "-m", "port.cli", str(tmp_path / "missing.keras"), str(tmp_path / "out")],
+    cwd=REPO_ROOT,
+    env=dict(env, JAX_PLATFORMS="cpu"),
+    capture_output=True,
+    timeout=300,
+  )
+  assert result.returncode == 1
+  assert result.stderr.decode().splitlines() == [
+    f"error: no Keras model file at {str(tmp_path / 'missing.keras')!r}"
+  ]
+
+
+def test_fitting_on_the_text_pipeline_warns_nothing():
+  keras = pytest.importorskip("keras")
+  keras_inputs = pytest.importorskip("train.keras_inputs")
+  texts = np.array(["saya suka", "makanan ini", "tidak enak", "biasa saja", "enak"] * 2, object)
+  labels = np.array([0, 1] * 5)
+  vectorizer = keras.layers.TextVectorization(output_sequence_length=3)
+  vectorizer.adapt(texts)
+  model = keras.Sequential(
+    [
+      keras.Input((), dtype="string"),
+      vectorizer,
+      keras.layers.Embedding(20, 2),
+      keras.layers.Flatten(),
+      keras.layers.Dense(2, activation="softmax"),
+    ]
+  )
+  model.compile("adam", "sparse_categorical_crossentropy")
+  import warnings  # pylint: disable=import-outside-toplevel
+
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    model.fit(
+      **keras_inputs.fit_arguments(texts, labels, texts, labels, batch_size=4),
+      epochs=2,
+      verbose=0,
+    )
+  messages = [str(w.message) for w in caught]
+  assert not [m for m in messages if "shuffle" in m or "ran out of data" in m], messages

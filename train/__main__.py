@@ -123,9 +123,11 @@ def main(argv) -> None:
     sys.exit(f"error: {e}")
   # Imported after flag parsing (not to dodge a cycle): the runner pulls in
   # Keras and TensorFlow, and a bad flag should fail in a fraction of a second.
-  from train import runner  # pylint: disable=import-outside-toplevel
+  # TensorFlow's C++ start-up notices (oneDNN, no CUDA driver) are dropped, anything else kept.
+  with cli_support.filtered_native_stderr():
+    from train import runner  # pylint: disable=import-outside-toplevel
 
-  device_policy.configure_tensorflow()  # TF32 off (parity), memory growth: Keras is loaded now
+    device_policy.configure_tensorflow()  # TF32 off (parity), memory growth: Keras is loaded now
   settings = runner.Settings(
     seeds=train_flags.SEEDS.value,
     seed=common_flags.SEED.value,

@@ -77,6 +77,9 @@ def array_dataset(
   options.experimental_optimization.apply_default_optimizations = False
   if shuffle:
     options.experimental_external_state_policy = tf.data.experimental.ExternalStatePolicy.IGNORE
+  # The batch count stated: without it (flat_map hides it) Keras warns on every fit
+  # that the input "ran out of data" at each epoch's end.
+  dataset = dataset.apply(tf.data.experimental.assert_cardinality(full_batches + bool(partial)))
   return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
@@ -94,6 +97,7 @@ def fit_arguments(x_train, y_train, x_val, y_val, batch_size: int) -> dict:
   return dict(
     x=array_dataset(x_train, y_train, batch_size, shuffle=True),
     validation_data=array_dataset(x_val, y_val, batch_size, shuffle=False),
+    shuffle=False,  # the dataset shuffles itself; fit's default True only draws a warning
   )
 
 
