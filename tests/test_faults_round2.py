@@ -649,3 +649,13 @@ def test_fitting_on_the_text_pipeline_warns_nothing():
     )
   messages = [str(w.message) for w in caught]
   assert not [m for m in messages if "shuffle" in m or "ran out of data" in m], messages
+
+
+def test_report_files_follow_the_umask(tmp_path):
+  report = pytest.importorskip("train.report")
+  old = os.umask(0o022)
+  try:
+    report.atomic_write(tmp_path / "results.md", b"table")
+  finally:
+    os.umask(old)
+  assert stat.S_IMODE(os.stat(tmp_path / "results.md").st_mode) == 0o644

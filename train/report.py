@@ -34,6 +34,8 @@ import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 from sklearn.metrics import ConfusionMatrixDisplay  # pylint: disable=wrong-import-position
 
+from jaxnets import saving  # pylint: disable=wrong-import-position
+
 CONFUSION_FILE = "confusion_matrix.png"
 
 # Columns that measure time: they differ between two runs with equal numbers.
@@ -297,6 +299,7 @@ def atomic_write(path: pathlib.Path, payload: bytes) -> None:
   path.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
   try:
+    os.fchmod(fd, 0o666 & ~saving.current_umask())  # mkstemp's 0600 would outlive the rename
     with os.fdopen(fd, "wb") as f:
       f.write(payload)
     os.replace(tmp, path)
