@@ -130,6 +130,41 @@ class Model:
     self._has_fast_paths: dict = {}  # per input shapes, found on first use
     self._trims_padding = self._padding_can_be_trimmed()
 
+  def replace(
+    self,
+    *,
+    params: dict[str, Any] | None = None,
+    layers: dict[str, base.Layer] | None = None,
+    name: str | None = None,
+  ) -> "Model":
+    """A new model with other ``params`` and/or some layers swapped, keeping
+    the graph, input names, shapes, dtypes and preprocessor.
+
+    Args:
+      params: ``{layer: {weight: array}}`` for every layer with weights
+        (checked like the constructor's); default: these parameters.
+      layers: ``{layer name: new layer}``; each new layer must keep its name
+        (the graph refers to layers by name).
+      name: the new model's name; default: this one's.
+    """
+    swapped = dict(layers or {})
+    unknown = sorted(set(swapped) - set(self._by_name))
+    if unknown:
+      raise ValueError(f"model {self.name!r} has no layer(s) {unknown}")
+    for key, layer in swapped.items():
+      if layer.name != key:
+        raise ValueError(f"layers[{key!r}] is named {layer.name!r}: a swapped layer keeps its name")
+    return Model(
+      [swapped.get(layer.name, layer) for layer in self.layers],
+      self.params if params is None else params,
+      input_shape=self.input_shapes[0] if self.num_inputs == 1 else list(self.input_shapes),
+      input_dtype=self.input_dtypes[0] if self.num_inputs == 1 else list(self.input_dtypes),
+      preprocessor=self.preprocessor,
+      name=self.name if name is None else name,
+      graph=self.graph,
+      input_names=self.input_names,
+    )
+
   @property
   def num_inputs(self) -> int:
     return self.graph.num_inputs

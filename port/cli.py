@@ -5,8 +5,9 @@
     python -m port.cli cnn.keras ported/ --check_inputs=x.npy
 
 Loads the Keras model (``port.load``), prints the ported model's summary, runs
-both models on check inputs and compares them (max abs difference at most
-``--atol``, identical argmax), then writes the folder with ``model.save``;
+both models on check inputs and compares them with the parity rule
+(``port.compare``: as close to Keras's float64 evaluation as Keras's own float32
+output, identical argmax where not a tie), then writes the folder with ``model.save``;
 ``jaxnets.load`` / ``jaxnets-predict`` read it with JAX alone.
 
 Check inputs: ``--check_inputs`` gives a ``.npy`` array (a batch the Keras model
@@ -53,7 +54,6 @@ _CHECK_ROWS = flags.DEFINE_integer(
 _CHECK_LENGTH = flags.DEFINE_integer(
   "check_length", 12, "Size of free (None) input dimensions in generated inputs.", lower_bound=1
 )
-_ATOL = flags.DEFINE_float("atol", 1e-5, "Largest absolute difference the check accepts.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the generated check inputs.")
 
 EXIT_OK, EXIT_USAGE, EXIT_REFUSED = (
@@ -97,7 +97,7 @@ def port_file(model_path: str, out_dir: str) -> int:
       x = parity_check.read_check_inputs(_CHECK_INPUTS.value, model)
     else:
       x = parity_check.generated_inputs(model, _CHECK_ROWS.value, _CHECK_LENGTH.value, _SEED.value)
-    print(parity_check.check_parity(keras_model, model, x, _ATOL.value))
+    print(parity_check.check_parity(keras_model, model, x))
   except parity_check.CheckError as e:
     print(f"error: {e}", file=sys.stderr)
     return EXIT_USAGE

@@ -184,6 +184,7 @@ def float64_reference(keras_model):
     clone = keras_model.__class__.from_config(config)
     weights = keras_model.get_weights()
     clone.set_weights([np.asarray(w, np.float64) if _is_float(w) else w for w in weights])
+    _copy_vocabularies(keras_model, clone)
   except Exception as e:  # noqa: BLE001 - any failure means "no reference", with its reason
     raise ValueError(
       f"model {getattr(keras_model, 'name', '?')!r} cannot be rebuilt in float64: "
@@ -192,6 +193,28 @@ def float64_reference(keras_model):
   del keras
   _REFERENCES[keras_model] = clone
   return clone
+
+
+def _layers(model) -> list:
+  """Every layer of ``model``, nested models' layers in place, in order."""
+  out = []
+  for layer in getattr(model, "layers", []):
+    out.append(layer)
+    if getattr(layer, "layers", None):
+      out.extend(_layers(layer))
+  return out
+
+
+def _copy_vocabularies(source, clone) -> None:
+  """Lookup tables (TextVectorization, StringLookup...) are not weights: a
+  clone from config starts with none, so each is set from the original's."""
+  for original, copy in zip(_layers(source), _layers(clone)):
+    if hasattr(original, "get_vocabulary") and hasattr(copy, "set_vocabulary"):
+      idf = getattr(original, "idf_weights", None)
+      if getattr(original, "output_mode", None) == "tf_idf" and idf is not None:
+        copy.set_vocabulary(original.get_vocabulary(), idf_weights=np.asarray(idf))
+      else:
+        copy.set_vocabulary(original.get_vocabulary())
 
 
 def _is_float(array) -> bool:

@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 import jaxnets
+from port import comparison as comparison_lib
 
 
 class CheckError(ValueError):
@@ -52,15 +53,6 @@ def _vocabulary_sizes(model: jaxnets.Model, index: int) -> list[int]:
     for node in model.graph.nodes
     if index in node.inputs and hasattr(by_name[node.layers[0]], "input_dim")
   ]
-
-
-def _flat_outputs(outputs) -> list[np.ndarray]:
-  """One array, a list or a dict of outputs (Keras's structure) as a list."""
-  if isinstance(outputs, dict):
-    return [np.asarray(outputs[k]) for k in sorted(outputs)]
-  if isinstance(outputs, (list, tuple)):
-    return [np.asarray(o) for o in outputs]
-  return [np.asarray(outputs)]
 
 
 def read_check_inputs(path: str, model: jaxnets.Model):
@@ -108,28 +100,26 @@ def read_check_inputs(path: str, model: jaxnets.Model):
   return np.asarray(texts, dtype=object)
 
 
-def check_parity(keras_model, model: jaxnets.Model, x, atol: float) -> str:
-  """Runs both models on ``x``; returns a one-line verdict or raises ``CheckError``."""
+def check_parity(keras_model, model: jaxnets.Model, x) -> str:
+  """Runs both models on ``x`` and applies the parity rule (``port.compare``).
+
+  Returns the comparison's one-line verdict, or raises ``CheckError`` with it
+  when the port fails the rule, and when the check inputs leave nothing to
+  compare (every output NaN or infinite, or no rows).
+  """
   try:
-    got = model.predict(x)
+    model.prepare_inputs(x)
   except jaxnets.InputError as e:
     raise CheckError(f"check inputs: {e}") from None
-  got_all = _flat_outputs(got)
-  expected_all = _flat_outputs(keras_model.predict(x, verbose=0))
-  if len(got_all) != len(expected_all):
-    raise CheckError(f"parity: port has {len(got_all)} outputs, Keras {len(expected_all)}")
-  diff, classes = 0.0, False
-  for got, expected in zip(got_all, expected_all):
-    if got.shape != expected.shape:
-      raise CheckError(f"parity: port output shape {got.shape} != Keras {expected.shape}")
-    diff = max(diff, float(np.max(np.abs(got - expected))) if expected.size else 0.0)
-    if not diff <= atol:
-      raise CheckError(f"parity: max abs difference {diff:.3g} > --atol={atol:g}")
-    if expected.ndim == 2 and expected.shape[-1] > 1:
-      agree = float(np.mean(got.argmax(-1) == expected.argmax(-1)))
-      if agree < 1.0:
-        raise CheckError(f"parity: predicted classes agree on {agree:.1%} of inputs, not all")
-      classes = True
-  rows = len(x[0]) if isinstance(x, list) else len(x)
-  verdict = f"parity: {rows} inputs, max abs difference {diff:.3g} (<= {atol:g})"
-  return verdict + (", identical predicted classes" if classes else "")
+  if comparison_lib.rows_of(x) == 0:
+    raise CheckError("check inputs: no rows to compare the port with Keras on")
+  keras_outputs = keras_model.predict(x, verbose=0)
+  comparison = comparison_lib.compare(keras_model, model, x, keras_outputs=keras_outputs)
+  if not comparison.ok:
+    raise CheckError(comparison.verdict())
+  if comparison.positions and comparison.nonfinite_positions == comparison.positions:
+    raise CheckError(
+      f"check inputs: every one of the {comparison.positions} output values is NaN or "
+      "infinite, so the check verifies nothing; give inputs with finite values"
+    )
+  return comparison.verdict()

@@ -1,5 +1,10 @@
 """Shared helpers for parity tests against Keras itself.
 
+Every parity assertion goes through the project's one rule, ``port.compare``
+(``port/comparison.py``): the port must be as close to Keras's float64
+evaluation of the same model as Keras's own float32 output is (within
+``port.comparison.FACTOR``, with a floor). No test keeps a tolerance of its own.
+
 Weights are random and asymmetric (seeded normal draws, different per weight)
 so a transposed kernel or a swapped gate cannot go unnoticed; Keras's own
 numerics tests use constant weights and would miss both.
@@ -11,29 +16,42 @@ import numpy as np
 import port
 from bench.weights import randomize_weights  # the project's one randomiser; default scale 0.5
 
-__all__ = ["ATOL", "assert_matches_keras", "predict_saved_without_tensorflow", "randomize_weights"]
+__all__ = [
+  "assert_matches_keras",
+  "assert_outputs_match",
+  "predict_saved_without_tensorflow",
+  "randomize_weights",
+]
 
-ATOL = 1e-5
+
+def assert_outputs_match(keras_model, got, x, *, label: str = "port", classifier=None, **kwargs):
+  """Asserts that ``got`` (outputs computed from ``x`` by a port of
+  ``keras_model``, in Keras's structure) passes ``port.compare``; returns the
+  ``Comparison``. ``kwargs`` go to ``port.compare`` (e.g. ``keras_outputs``)."""
+  comparison = port.compare(keras_model, None, x, port_outputs=got, classifier=classifier, **kwargs)
+  assert comparison.ok, f"{label}: {comparison.verdict()}"
+  return comparison
 
 
-def assert_matches_keras(
-  keras_model, x, *, atol: float = ATOL, classifier: bool = True, batch_size: int = 64
-):
-  """Ports ``keras_model`` and checks jitted and un-jitted outputs against Keras.
-
-  Returns the ported model. ``x`` is what the Keras model takes.
-  """
-  expected = np.asarray(keras_model(x, training=False))
+def assert_matches_keras(keras_model, x, *, classifier=None, batch_size: int = 64):
+  """Ports ``keras_model`` and checks jitted ``predict`` and un-jitted ``apply``
+  against Keras with ``port.compare``. Returns the ported model. ``x`` is what
+  the Keras model takes; ``classifier=False`` skips the argmax comparison."""
   model = port.load(keras_model)
+  keras_outputs = port.comparison.run_keras(keras_model, x, batch_size)
   jitted = model.predict(x, batch_size=batch_size)
   with jax.disable_jit():
-    unjitted = np.asarray(model.apply(model.params, model.prepare_inputs(x)))
+    unjitted = model.apply(model.params, model.prepare_inputs(x))
   for label, got in (("jitted predict", jitted), ("un-jitted apply", unjitted)):
-    assert got.shape == expected.shape, f"{label}: shape {got.shape} != Keras {expected.shape}"
-    diff = float(np.max(np.abs(got - expected))) if expected.size else 0.0
-    assert diff <= atol, f"{label}: max abs diff {diff:.3g} > {atol}"
-    if classifier and expected.ndim == 2 and expected.shape[-1] > 1:
-      np.testing.assert_array_equal(got.argmax(-1), expected.argmax(-1), err_msg=label)
+    assert_outputs_match(
+      keras_model,
+      jax.tree_util.tree_map(np.asarray, got),
+      x,
+      label=label,
+      classifier=classifier,
+      keras_outputs=keras_outputs,
+      batch_size=batch_size,
+    )
   return model
 
 

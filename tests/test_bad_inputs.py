@@ -25,13 +25,14 @@ def _nonfinite(shape, seed=0):
 
 
 def _same_as_keras(model, x):
-  expected = np.asarray(model(x, training=False))
-  got = port.load(model).predict(x, batch_size=4)
-  np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
-  np.testing.assert_array_equal(np.isposinf(got), np.isposinf(expected))
-  np.testing.assert_array_equal(np.isneginf(got), np.isneginf(expected))
-  finite = np.isfinite(expected)
-  np.testing.assert_allclose(got[finite], expected[finite], atol=parity.ATOL, rtol=0)
+  """The parity rule on non-finite inputs (``port/comparison.py``): the port has
+  the float64 reference's kind (finite / NaN / ±inf) wherever Keras's float32
+  output has it, and its finite values pass the rule. Keras's own float32
+  softmax returns finite values for a row holding +inf (NaN in float64 and in
+  the port); that accident is Keras's, is not asserted, and may differ by CPU."""
+  comparison = port.compare(model, port.load(model), x, batch_size=4)
+  assert comparison.ok, comparison.verdict()
+  assert comparison.nonfinite_positions > 0  # the inputs did reach the outputs
 
 
 FAMILIES = {

@@ -368,7 +368,9 @@ def test_transformer_workload_ports_exactly_and_counts_flops_over_the_graph():
   assert (workload.x == 0).any()  # zero padding for the mask
   ported = port.load(workload.keras_model)
   want = np.asarray(workload.keras_model(workload.x, training=False))
-  np.testing.assert_allclose(ported.predict(workload.x), want, atol=parity.ATOL)
+  parity.assert_outputs_match(
+    workload.keras_model, ported.predict(workload.x), workload.x, keras_outputs=want
+  )
   rows = flops.per_layer(ported, (128,))
   assert sorted(r[0] for r in rows) == sorted(layer.name for layer in ported.layers)
   by_class = {c: f for _, c, f in rows}

@@ -16,6 +16,8 @@ import types
 import numpy as np
 import pytest
 
+import port
+
 from train import best_tables
 from train import data as data_lib
 from train import recipes
@@ -58,7 +60,7 @@ def test_best_study_end_to_end(family, real_data_dir, tmp_path, monkeypatch):
   assert [r["variant"] for r in rows] == names
   for row in rows:
     assert float(row["agreement_pct_min"]) == 100.0
-    assert float(row["max_abs_diff_max"]) <= runner.MAX_ABS_DIFF
+    assert float(row["max_abs_diff_max"]) <= port.comparison.HEADLINE_ATOL
   markdown = (output.directory / "results.md").read_text()
   assert "best recipe, then minus one trick" in markdown
   assert recipes.describe(best.base, settings.recipe(best)) in markdown

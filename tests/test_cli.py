@@ -19,6 +19,7 @@ import pytest
 keras = pytest.importorskip("keras")
 import jaxnets  # noqa: E402
 
+from tests import parity  # noqa: E402
 from tests.conftest import REPO_ROOT  # noqa: E402
 
 L = keras.layers
@@ -96,10 +97,10 @@ def test_port_prints_summary_checks_parity_and_saves(ported):
     result = ported[name]
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     out = result.stdout.decode()
-    assert "Total params" in out and "identical predicted classes" in out
-    assert "parity: " in out and f"saved: {ported['dir'] / name}" in out
-  assert "parity: 5 inputs" in ported["text"].stdout.decode()  # the --check_inputs file
-  assert "parity: 16 inputs" in ported["cnn"].stdout.decode()  # generated
+    assert "Total params" in out and "argmax agreement 100.00%" in out and "-> ok" in out
+    assert "from float64: port " in out and f"saved: {ported['dir'] / name}" in out
+  assert "parity on 5 rows" in ported["text"].stdout.decode()  # the --check_inputs file
+  assert "parity on 16 rows" in ported["cnn"].stdout.decode()  # generated
 
 
 def test_predict_npy_to_npy_matches_the_saved_model(ported, tmp_path):
@@ -129,10 +130,11 @@ def test_predict_text_file_and_stdin_print_rows(ported, keras_files):
     assert result.returncode == 0, result.stderr.decode()[-2000:]
   printed = np.loadtxt(from_file.stdout.decode().splitlines())
   assert printed.shape == (5, 3)
-  np.testing.assert_allclose(printed[:4], expected, atol=1e-5)
-  np.testing.assert_allclose(
-    np.loadtxt(from_stdin.stdout.decode().splitlines()), expected, atol=1e-5
-  )
+  texts = np.asarray(TEXTS, object)
+  model = keras_files["text_model"]
+  parity.assert_outputs_match(model, printed[:4], texts, keras_outputs=expected)
+  from_stdin_rows = np.loadtxt(from_stdin.stdout.decode().splitlines())[:4]
+  parity.assert_outputs_match(model, from_stdin_rows, texts, keras_outputs=expected)
 
 
 @pytest.mark.parametrize("module", ["port.cli", "jaxnets.cli"])
@@ -207,11 +209,11 @@ def test_a_graph_with_two_inputs_and_outputs_is_checked_on_each(tmp_path):
   generated = parity_check.generated_inputs(ported, rows=8, length=4, seed=0)
   assert [g.shape for g in generated] == [(8, 5, 3), (8, 4)]
   assert generated[1].max() < 7
-  assert "identical predicted classes" in parity_check.check_parity(model, ported, generated, 1e-5)
+  assert "argmax agreement 100.00%" in parity_check.check_parity(model, ported, generated)
   archive = tmp_path / "x.npz"
   np.savez(archive, image=generated[0], tokens=generated[1])
   read = parity_check.read_check_inputs(str(archive), ported)
-  assert "8 inputs" in parity_check.check_parity(model, ported, read, 1e-5)
+  assert "parity on 8 rows" in parity_check.check_parity(model, ported, read)
   np.save(tmp_path / "x.npy", generated[0])
   with pytest.raises(parity_check.CheckError, match=r"takes 2 inputs.*\.npz"):
     parity_check.read_check_inputs(str(tmp_path / "x.npy"), ported)

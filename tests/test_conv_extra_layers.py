@@ -247,10 +247,13 @@ def test_dilated_transposed_convs_match_keras_on_jax():
       import numpy as np
       out = []
       for case in json.load(sys.stdin):
-        layer = getattr(keras.layers, case["class"])(**case["options"])
-        model = keras.Sequential([keras.Input(tuple(case["shape"])), layer])
-        layer.set_weights([np.asarray(w, np.float32) for w in case["weights"]])
-        out.append(np.asarray(model(np.asarray(case["x"], np.float32))).tolist())
+        pair = []
+        for dtype in ("float32", "float64"):  # Keras's output and its float64 reference
+          layer = getattr(keras.layers, case["class"])(**case["options"], dtype=dtype)
+          model = keras.Sequential([keras.Input(tuple(case["shape"]), dtype=dtype), layer])
+          layer.set_weights([np.asarray(w, dtype) for w in case["weights"]])
+          pair.append(np.asarray(model(np.asarray(case["x"], dtype))).tolist())
+        out.append(pair)
       print(json.dumps(out))
   """)
   result = subprocess.run(
@@ -264,10 +267,11 @@ def test_dilated_transposed_convs_match_keras_on_jax():
   )
   assert result.returncode == 0, result.stderr[-3000:]
   expected = json.loads(result.stdout.strip().splitlines()[-1])
-  for case, want, got in zip(payload, expected, ours):
-    want = np.asarray(want, np.float32)
-    assert got.shape == want.shape, case["options"]
-    assert float(np.max(np.abs(got - want))) <= parity.ATOL, case["options"]
+  for case, (want, reference), got in zip(payload, expected, ours):
+    comparison = port.comparison.judge(
+      got, np.asarray(want, np.float32), np.asarray(reference, np.float64), classifier=False
+    )
+    assert comparison.ok, f"{case['options']}: {comparison.verdict()}"
 
 
 @pytest.mark.parametrize(
@@ -329,7 +333,7 @@ def test_keras_file_and_reload_without_tensorflow(tmp_path):
   model.save(path)
   from_file = port.load(str(path))
   expected = np.asarray(model(x, training=False))
-  np.testing.assert_allclose(from_file.predict(x), expected, atol=parity.ATOL, rtol=0)
+  parity.assert_outputs_match(model, from_file.predict(x), x, keras_outputs=expected)
   from_file.save(tmp_path / "saved")
   got = parity.predict_saved_without_tensorflow(tmp_path / "saved", list(x), tmp_path)
   np.testing.assert_array_equal(got, from_file.predict(x))
@@ -350,7 +354,7 @@ def test_to_keras_round_trip():
   ported = port.load(model)
   rebuilt = port.to_keras(ported)
   x = _images((11, 3), 6, 5)
-  np.testing.assert_allclose(np.asarray(rebuilt(x)), ported.predict(x), atol=parity.ATOL, rtol=0)
+  parity.assert_outputs_match(rebuilt, ported.predict(x), x, label="to_keras")
   for original, back in zip(model.layers, rebuilt.layers):
     assert type(original) is type(back)
     for a, b in zip(original.get_weights(), back.get_weights()):
@@ -372,7 +376,7 @@ def test_to_keras_2d_and_3d_round_trip(layers, shape):
   ported = port.load(model)
   rebuilt = port.to_keras(ported)
   x = _images(shape, 8, 2)
-  np.testing.assert_allclose(np.asarray(rebuilt(x)), ported.predict(x), atol=parity.ATOL, rtol=0)
+  parity.assert_outputs_match(rebuilt, ported.predict(x), x, label="to_keras")
   assert rebuilt.layers[0].get_config()["strides"] == model.layers[0].get_config()["strides"]
 
 

@@ -319,27 +319,20 @@ CASES = st.one_of(image_cases(2), image_cases(1), text_cases(), mlp_cases())
 # -------------------------------------------------------------------- checks
 
 
-def _assert_same(got, expected, label):
-  assert got.shape == expected.shape, f"{label}: shape {got.shape} != Keras {expected.shape}"
-  np.testing.assert_array_equal(
-    np.isnan(got), np.isnan(expected), err_msg=f"{label}: NaN where Keras has none (or not)"
-  )
-  finite = np.isfinite(expected)
-  if finite.any():
-    diff = float(np.max(np.abs(got[finite] - expected[finite])))
-    assert diff <= parity.ATOL, f"{label}: max abs diff {diff:.3g} > {parity.ATOL}"
-  rows = np.isfinite(expected).all(axis=-1)
-  # An argmax is only meaningful where Keras's own probabilities are not tied.
-  top2 = np.sort(expected[rows], axis=-1)[:, -2:]
-  decided = (top2[:, 1] - top2[:, 0]) > 2 * parity.ATOL
-  np.testing.assert_array_equal(
-    got[rows][decided].argmax(-1), expected[rows][decided].argmax(-1), err_msg=label
-  )
+def _assert_same(got, expected, reference, label):
+  """``port.judge``'s rule (``port/comparison.py``): ``reference`` is Keras's
+  float64 evaluation; an argmax is only required where it is not a tie."""
+  comparison = port.comparison.judge(got, expected, reference)
+  assert comparison.ok, f"{label}: {comparison.verdict()}"
 
 
 def _check_case(case: Case, seed: int, work_dir: pathlib.Path, saved: list):
   parity.randomize_weights(case.model, seed=seed)
   expected = np.asarray(case.model(case.x, training=False))
+  reference = port.comparison.run_keras(
+    port.float64_reference(case.model),
+    case.x.astype(np.float64) if case.x.dtype.kind == "f" else case.x,
+  )[0]
   path = work_dir / f"case{len(saved)}.keras"
   case.model.save(path)
   try:
@@ -351,12 +344,15 @@ def _check_case(case: Case, seed: int, work_dir: pathlib.Path, saved: list):
     with pytest.raises(port.UnsupportedLayerError):
       port.load(path)
     return "refused"
-  _assert_same(ported.predict(case.x, batch_size=4), expected, "ported object")
-  _assert_same(port.load(path).predict(case.x, batch_size=4), expected, "ported .keras file")
+  _assert_same(ported.predict(case.x, batch_size=4), expected, reference, "ported object")
+  _assert_same(
+    port.load(path).predict(case.x, batch_size=4), expected, reference, "ported .keras file"
+  )
   model_dir = work_dir / f"case{len(saved)}_jaxnets"
   ported.save(model_dir)
   np.save(work_dir / f"case{len(saved)}_x.npy", case.x)
   np.save(work_dir / f"case{len(saved)}_expected.npy", expected)
+  np.save(work_dir / f"case{len(saved)}_reference.npy", reference)
   saved.append(len(saved))
   return "ported"
 
@@ -380,6 +376,7 @@ def _reload_without_tensorflow(work_dir: pathlib.Path, count: int):
     _assert_same(
       np.load(work_dir / f"case{i}_reloaded.npy"),
       np.load(work_dir / f"case{i}_expected.npy"),
+      np.load(work_dir / f"case{i}_reference.npy"),
       f"case {i} reloaded without TF",
     )
 

@@ -15,7 +15,6 @@ import port
 from tests import parity
 
 L = keras.layers
-ATOL = 1e-5
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +62,11 @@ def test_port_agrees_with_keras_on_raw_test_texts(nusax, trained):
   assert model.preprocessor is not None and model.trims_padding
   for batch_size in (256, 1):
     got = model.predict(texts, batch_size=batch_size)
-    assert float(np.max(np.abs(got - expected))) <= ATOL, batch_size
+    comparison = parity.assert_outputs_match(
+      trained, got, np.asarray(texts, dtype=object), keras_outputs=expected, label=str(batch_size)
+    )
+    # The spec's headline: within 1e-5 of Keras and the same class on every text.
+    assert comparison.max_abs_diff <= port.comparison.HEADLINE_ATOL, comparison.verdict()
     np.testing.assert_array_equal(got.argmax(-1), expected.argmax(-1))
     f1_port = f1_score(nusax.test_labels, got.argmax(-1), average="macro")
     f1_keras = f1_score(nusax.test_labels, expected.argmax(-1), average="macro")
@@ -77,6 +80,6 @@ def test_saved_port_runs_on_raw_strings_without_tensorflow(nusax, trained, tmp_p
   expected = trained.predict(np.asarray(texts, dtype=object), batch_size=64, verbose=0)
   port.load(trained).save(tmp_path / "model")
   got = parity.predict_saved_without_tensorflow(tmp_path / "model", texts, tmp_path, batch_size=128)
-  assert float(np.max(np.abs(got - expected))) <= ATOL
+  parity.assert_outputs_match(trained, got, np.asarray(texts, dtype=object), keras_outputs=expected)
   np.testing.assert_array_equal(got.argmax(-1), expected.argmax(-1))
   assert isinstance(jaxnets.load(tmp_path / "model").preprocessor, jaxnets.text.TextVectorizer)

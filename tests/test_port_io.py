@@ -80,7 +80,7 @@ def test_keras_file_h5_file_and_in_memory_model_predict_the_same(keras_model, im
   expected = _keras(keras_model, images)
   for source, got in predictions.items():
     np.testing.assert_array_equal(got, predictions["in-memory"], err_msg=source)
-    np.testing.assert_allclose(got, expected, atol=parity.ATOL, rtol=0, err_msg=source)
+    parity.assert_outputs_match(keras_model, got, images, keras_outputs=expected, label=source)
 
 
 def test_saved_model_reloads_and_predicts_without_tensorflow(ported, images, tmp_path):
@@ -130,7 +130,7 @@ def test_predict_any_row_count_matches_keras(keras_model, ported, rows):
   x = np.random.default_rng(rows).normal(size=(rows,) + INPUT_SHAPE).astype(np.float32)
   got = ported.predict(x, batch_size=256)
   assert got.shape == (rows, 5)
-  np.testing.assert_allclose(got, _keras(keras_model, x), atol=parity.ATOL, rtol=0)
+  parity.assert_outputs_match(keras_model, got, x)
 
 
 def test_predict_compiles_a_bounded_set_of_batch_shapes(keras_model):
@@ -151,9 +151,7 @@ def test_predict_of_zero_rows(ported):
 
 
 def test_call_is_the_jitted_forward(keras_model, ported, images):
-  np.testing.assert_allclose(
-    np.asarray(ported(images[:8])), _keras(keras_model, images[:8]), atol=parity.ATOL, rtol=0
-  )
+  parity.assert_outputs_match(keras_model, np.asarray(ported(images[:8])), images[:8])
 
 
 # ------------------------------------------------------------ input errors

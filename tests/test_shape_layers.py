@@ -257,10 +257,10 @@ def test_whole_model_through_a_keras_file_to_keras_and_jaxnets_load(tmp_path):
   path = tmp_path / "model.keras"
   keras_model.save(path)
   model = parity.assert_matches_keras(keras.saving.load_model(path), x)
-  np.testing.assert_allclose(port.load(path).predict(x), expected, atol=parity.ATOL, rtol=0)
+  parity.assert_outputs_match(keras_model, port.load(path).predict(x), x, keras_outputs=expected)
 
   rebuilt = port.to_keras(model)
-  np.testing.assert_allclose(np.asarray(rebuilt(x)), expected, atol=parity.ATOL, rtol=0)
+  parity.assert_outputs_match(rebuilt, model.predict(x), x, label="to_keras")
   assert [type(l).__name__ for l in rebuilt.layers] == [
     type(l).__name__ for l in keras_model.layers
   ]
@@ -274,7 +274,7 @@ def test_whole_model_through_a_keras_file_to_keras_and_jaxnets_load(tmp_path):
 
   with jax.disable_jit():
     unjitted = np.asarray(model.apply(model.params, x))
-  np.testing.assert_allclose(unjitted, expected, atol=parity.ATOL, rtol=0)
+  parity.assert_outputs_match(keras_model, unjitted, x, keras_outputs=expected)
 
 
 def test_image_model_with_augmentation_layers_ports_exactly(tmp_path):
@@ -297,8 +297,11 @@ def test_image_model_with_augmentation_layers_ports_exactly(tmp_path):
   )
   parity.randomize_weights(keras_model, seed=7)
   x = np.random.default_rng(7).uniform(0, 255, size=(6, 11, 9, 3)).astype(np.float32)
-  np.testing.assert_allclose(
-    port.load(keras_model).predict(x), keras_model.predict(x, verbose=0), atol=parity.ATOL, rtol=0
+  parity.assert_outputs_match(
+    keras_model,
+    port.load(keras_model).predict(x),
+    x,
+    keras_outputs=keras_model.predict(x, verbose=0),
   )
   model = parity.assert_matches_keras(keras_model, x)
   reloaded = jaxnets.load(model.save(tmp_path / "augmented"))

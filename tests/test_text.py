@@ -200,7 +200,9 @@ def test_saved_keras_file_ports_with_its_adapted_vocabulary(tmp_path):
   model = port.load(tmp_path / "text.keras")
   texts = TRICKY + CORPUS
   expected = np.asarray(keras_model(np.asarray(texts, dtype=object)))
-  assert np.max(np.abs(model.predict(texts) - expected)) <= parity.ATOL
+  parity.assert_outputs_match(
+    keras_model, model.predict(texts), np.asarray(texts, dtype=object), keras_outputs=expected
+  )
   assert model.preprocessor.vocabulary == tuple(keras_model.layers[0].get_vocabulary())
 
 
@@ -222,4 +224,6 @@ def test_saved_text_model_runs_without_tensorflow(tmp_path):
   expected = np.asarray(keras_model(np.asarray(texts, dtype=object)))
   port.load(keras_model).save(tmp_path / "model")
   got = parity.predict_saved_without_tensorflow(tmp_path / "model", texts, tmp_path, batch_size=256)
-  assert np.max(np.abs(got - expected)) <= parity.ATOL
+  parity.assert_outputs_match(
+    keras_model, got, np.asarray(texts, dtype=object), keras_outputs=expected
+  )

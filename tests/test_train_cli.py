@@ -16,6 +16,8 @@ import sys
 
 import pytest
 
+import port
+
 from train import report
 from train import runner
 from train import studies
@@ -51,7 +53,7 @@ def _check_study_outputs(output: runner.StudyOutput, family: str, study: str, se
   for row in rows:
     assert int(row["seeds"]) == seeds
     assert float(row["agreement_pct_min"]) == 100.0
-    assert float(row["max_abs_diff_max"]) <= runner.MAX_ABS_DIFF
+    assert float(row["max_abs_diff_max"]) <= port.comparison.HEADLINE_ATOL
     assert float(row["port_macro_f1_mean"]) == float(row["macro_f1_mean"])
     assert 0.0 <= float(row["macro_f1_mean"]) <= 1.0
     assert 0.0 <= float(row["accuracy_mean"]) <= 1.0
@@ -197,8 +199,10 @@ def test_other_settings_in_the_same_workdir_are_refused(cnn_reference, real_data
 
 
 def test_port_disagreement_fails_the_run(real_data_dir, tmp_path, monkeypatch):
-  monkeypatch.setattr(runner, "MAX_ABS_DIFF", -1.0)  # no port can pass this
-  with pytest.raises(runner.PortMismatchError, match="max abs probability difference"):
+  # A bound of 0: no float32 port is exactly the float64 result.
+  monkeypatch.setattr(port.comparison, "FACTOR", 0.0)
+  monkeypatch.setattr(port.comparison, "FLOOR", 0.0)
+  with pytest.raises(runner.PortMismatchError, match="distance from the float64 reference"):
     runner.run("mlp", "recipe", tmp_path, _settings(real_data_dir, **MLP_SETTINGS))
   run_dir = tmp_path / "mlp" / "recipe" / "256-128" / "seed0"
   assert (run_dir / runner.PORT_FAILURE_FILE).is_file()

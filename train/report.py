@@ -80,6 +80,9 @@ RUN_COLUMNS = (
   "port_macro_f1",
   "agreement_pct",
   "max_abs_diff",
+  "keras_f64_error",
+  "port_f64_error",
+  "parity_bound",
   "train_time_s",
   "keras_infer_s",
   "port_infer_s",
@@ -144,6 +147,11 @@ def run_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
       "port_macro_f1": r["test"]["port_macro_f1"],
       "agreement_pct": r["test"]["agreement_pct"],
       "max_abs_diff": r["test"]["max_abs_diff"],
+      # The parity rule's figures (port.compare); absent from records written
+      # before the rule existed.
+      "keras_f64_error": r["test"].get("keras_f64_error", ""),
+      "port_f64_error": r["test"].get("port_f64_error", ""),
+      "parity_bound": r["test"].get("parity_bound", ""),
       "train_time_s": r["train"]["train_time_s"],
       "keras_infer_s": r["test"]["keras_infer_s"],
       "port_infer_s": r["test"]["port_infer_s"],
@@ -444,6 +452,8 @@ def _markdown(
     "port F1",
     "agreement %",
     "max diff",
+    "Keras/port to f64",
+    "parity bound",
     "train s",
   ]
   seed_lines = [
@@ -458,6 +468,8 @@ def _markdown(
       f"{r['port_macro_f1']:.4f}",
       f"{r['agreement_pct']:.2f}",
       f"{r['max_abs_diff']:.1e}",
+      _f64_errors(r),
+      _optional(r["parity_bound"]),
       _seconds(r["train_time_s"]),
     ]
     for r in runs
@@ -529,3 +541,13 @@ def _unlink_quietly(path: str) -> None:
     os.unlink(path)
   except OSError:
     pass
+
+
+def _optional(value) -> str:
+  """A figure a record may lack (records older than the parity rule): ``—`` then."""
+  return "—" if value in ("", None) else f"{float(value):.1e}"
+
+
+def _f64_errors(row) -> str:
+  """Keras's and the port's distance from the float64 reference, ``K / P``."""
+  return f"{_optional(row['keras_f64_error'])} / {_optional(row['port_f64_error'])}"

@@ -57,8 +57,6 @@ RESULT_FILE = "result.json"
 HISTORY_FILE = "history.json"
 MODEL_FILE = "model.keras"
 PORT_FAILURE_FILE = "port_check_failed.json"
-# The port must reproduce Keras: identical classes and probabilities this close.
-MAX_ABS_DIFF = 1e-4
 PREDICT_BATCH = 256
 MNIST_VALIDATION_SPLIT = 0.2
 
@@ -461,7 +459,6 @@ def _fit_jax(job: Job, dataset: Dataset, settings: Settings):
   writes the result back into a Keras model, which is then saved and checked
   exactly like a Keras-trained one.
   """
-  import jaxnets  # pylint: disable=import-outside-toplevel
   from train import jax_trainer  # pylint: disable=import-outside-toplevel
 
   architecture = port.load(_build_model(job.family, job.config, dataset))
@@ -492,14 +489,7 @@ def _fit_jax(job: Job, dataset: Dataset, settings: Settings):
       on_epoch_end=writer,
     )
     train_time = time.perf_counter() - fit_start
-  trained = jaxnets.Model(
-    architecture.layers,
-    result.params,
-    input_shape=architecture.input_shape,
-    input_dtype=architecture.input_dtype,
-    preprocessor=architecture.preprocessor,
-    name=architecture.name,
-  )
+  trained = architecture.replace(params=result.params)
   curves = {k: [float(v) for v in vals] for k, vals in result.history.items()}
   curves["epoch_time_s"] = list(result.epoch_times)
   return port.to_keras(trained), curves, train_time, result.epoch_times, result.best_epoch
@@ -528,8 +518,9 @@ def port_check(keras_model, model_path: pathlib.Path, dataset: Dataset, repeats:
   Both predict ``dataset.x_test`` (raw strings for text models) in batches of
   256; the first (warm-up) pass gives the predictions, then ``repeats``
   interleaved timed passes give each system's median inference time.
-  Returns the metrics; ``"failure"`` holds a message when agreement < 100% or
-  the max abs probability difference exceeds :data:`MAX_ABS_DIFF`.
+  Returns the metrics; ``"failure"`` holds ``port.compare``'s problems when the
+  port is further from Keras's float64 evaluation than the parity rule allows
+  (or a decided row's class differs).
   """
   ported = port.load(os.fspath(model_path))
   outputs = {}
@@ -550,6 +541,9 @@ def port_check(keras_model, model_path: pathlib.Path, dataset: Dataset, repeats:
   labels = np.arange(dataset.num_classes)
   y = dataset.y_test
   keras_pred, port_pred = keras_probs.argmax(-1), port_probs.argmax(-1)
+  comparison = port.compare(
+    keras_model, ported, dataset.x_test, keras_outputs=keras_probs, port_outputs=port_probs
+  )
 
   def f1(pred):
     return float(f1_score(y, pred, average="macro", labels=labels, zero_division=0))
@@ -561,23 +555,20 @@ def port_check(keras_model, model_path: pathlib.Path, dataset: Dataset, repeats:
     "port_macro_f1": f1(port_pred),
     "port_accuracy": float(np.mean(port_pred == y)),
     "agreement_pct": float(100.0 * np.mean(keras_pred == port_pred)),
-    "max_abs_diff": float(np.max(np.abs(keras_probs - port_probs))),
+    "max_abs_diff": comparison.max_abs_diff,
+    # The parity rule's figures (port.compare): both float32 outputs' distance
+    # from Keras's float64 evaluation, and the bound the port's must meet.
+    "port_f64_error": comparison.port_error,
+    "keras_f64_error": comparison.keras_error,
+    "parity_bound": comparison.bound,
+    "parity_reference": comparison.reference,
     "keras_infer_s": seconds["keras"],
     "port_infer_s": seconds["port"],
     # Counts, not a figure: the study report rebuilds its figure from
     # result.json alone. Rows true class, columns predicted (Keras's predictions).
     "confusion_matrix": confusion_matrix(y, keras_pred, labels=labels).tolist(),
   }
-  problems = []
-  if result["agreement_pct"] < 100.0:
-    problems.append(
-      f"port predictions agree with Keras on only {result['agreement_pct']:.2f}% "
-      f"of {len(y)} test rows"
-    )
-  if not result["max_abs_diff"] <= MAX_ABS_DIFF:
-    problems.append(
-      f"max abs probability difference {result['max_abs_diff']:.3g} > {MAX_ABS_DIFF:g}"
-    )
+  problems = list(comparison.problems)
   if problems:
     result["failure"] = "; ".join(problems)
   return result
