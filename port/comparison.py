@@ -67,6 +67,7 @@ __all__ = [
   "judge",
   "rows_of",
   "run_keras",
+  "to_float64",
 ]
 
 # The port may be at most this many times as far from the float64 reference as
@@ -221,12 +222,12 @@ def _is_float(array) -> bool:
   return np.asarray(array).dtype.kind == "f"
 
 
-def _to_float64(x):
+def to_float64(x):
   """Model inputs with float arrays cast to float64 (same values exactly)."""
   if isinstance(x, dict):
-    return {k: _to_float64(v) for k, v in x.items()}
+    return {k: to_float64(v) for k, v in x.items()}
   if isinstance(x, (list, tuple)):
-    return type(x)(_to_float64(v) for v in x)
+    return type(x)(to_float64(v) for v in x)
   array = np.asarray(x)
   return array.astype(np.float64) if array.dtype.kind == "f" else x
 
@@ -292,6 +293,7 @@ def compare(
   *,
   keras_outputs=None,
   port_outputs=None,
+  reference_outputs=None,
   reference: bool = True,
   batch_size: int = 256,
   predict: Callable | None = None,
@@ -305,8 +307,9 @@ def compare(
       or ``predict`` is given).
     x: inputs in the form the Keras model takes (array, list or dict of arrays,
       or sentences for a string model).
-    keras_outputs / port_outputs: already computed outputs (e.g. timed
-      elsewhere), in Keras's structure; computed here when ``None``.
+    keras_outputs / port_outputs / reference_outputs: already computed
+      outputs (e.g. timed elsewhere, or one reference for several ports), in
+      Keras's structure; computed here when ``None``.
     reference: evaluate the float64 reference (the rule of the module
       docstring); ``False`` falls back to the headline absolute rule.
     batch_size: rows per call of Keras, the reference and ``predict``.
@@ -318,13 +321,17 @@ def compare(
     keras_outputs = run_keras(keras_model, x, batch_size)
   if port_outputs is None:
     port_outputs = (predict or (lambda v: ported.predict(v, batch_size=batch_size)))(x)
-  reference_outputs, reference_note = None, "keras-float64"
-  if reference and _same_structure(_flatten(port_outputs), _flatten(keras_outputs)):
+  reference_note = "keras-float64"
+  if (
+    reference_outputs is None
+    and reference
+    and _same_structure(_flatten(port_outputs), _flatten(keras_outputs))
+  ):
     try:
-      reference_outputs = run_keras(float64_reference(keras_model), _to_float64(x), batch_size)
+      reference_outputs = run_keras(float64_reference(keras_model), to_float64(x), batch_size)
     except ValueError as e:
       reference_note = f"none: {e}"
-  elif not reference:
+  elif not reference and reference_outputs is None:
     reference_note = "none: not requested"
   return judge(
     port_outputs,
