@@ -80,52 +80,6 @@ def _select_device(device: str | None) -> None:
     raise UsageProblem(f"--device={device}: no {device.upper()} visible to JAX")
 
 
-def text_rows(data: bytes, where: str) -> list[str]:
-  """One row per line: UTF-8 (one leading BOM dropped), split on ``\\n`` only.
-
-  A trailing ``\\r`` (a Windows line end) is dropped from each line, and a
-  final line end ends the last row rather than starting an empty one; no other
-  character (U+2028, U+0085, form feed...) splits a row, so rows match lines.
-  """
-  try:
-    text = data.decode("utf-8")
-  except UnicodeDecodeError as e:
-    raise UsageProblem(f"{where} is not UTF-8 text ({e.reason} at byte {e.start})") from None
-  text = text.removeprefix("\ufeff")
-  lines = text.split("\n")
-  if lines[-1] == "":
-    lines.pop()
-  return [line.removesuffix("\r") for line in lines]
-
-
-def load_npy(f, size: int, where: str) -> np.ndarray:
-  """A ``.npy`` array from ``f`` (``size`` bytes), its header checked before any allocation."""
-  try:
-    version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-      shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-    else:
-      shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-  except (ValueError, OSError, EOFError) as e:
-    raise UsageProblem(f"{where} is not a readable .npy array: {e}") from None
-  if not shape:
-    raise UsageProblem(f"{where} holds a single value (a 0-d array); give an array of rows")
-  if dtype.hasobject:
-    raise UsageProblem(f"{where} holds Python objects; give a numeric array")
-  declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
-  held = size - f.tell()
-  if declared != held:
-    raise UsageProblem(
-      f"{where}: its header declares {dtype} {tuple(shape)} ({declared:,} bytes) but the "
-      f"file holds {held:,} bytes after it (truncated or damaged)"
-    )
-  f.seek(0)
-  try:
-    return np.load(f, allow_pickle=False)
-  except (ValueError, OSError, EOFError) as e:
-    raise UsageProblem(f"{where} is not a readable .npy array: {e}") from None
-
-
 def _stdin_bytes() -> bytes:
   if sys.stdin is None:
     raise UsageProblem("--input=-: stdin is closed")
@@ -140,18 +94,18 @@ def read_input(source: str, takes_strings: bool):
   if source == "-":
     data = _stdin_bytes()
     if takes_strings:
-      return text_rows(data, "--input=-: stdin")
+      return cli_support.text_rows(data, "--input=-: stdin")
     if not data.startswith(np.lib.format.MAGIC_PREFIX):
       raise UsageProblem(
         "--input=-: stdin is not a .npy array (numeric models read .npy from stdin)"
       )
-    return load_npy(io.BytesIO(data), len(data), "--input=-: stdin")
+    return cli_support.load_npy(io.BytesIO(data), len(data), "--input=-: stdin")
   if not os.path.isfile(source):
     raise UsageProblem(f"--input: no file at {source!r}")
   if source.endswith(".npy"):
     try:
       with open(source, "rb") as f:
-        return load_npy(f, os.fstat(f.fileno()).st_size, f"--input: {source!r}")
+        return cli_support.load_npy(f, os.fstat(f.fileno()).st_size, f"--input: {source!r}")
     except OSError as e:
       raise UsageProblem(f"--input: cannot read {source!r}: {e.strerror or e}") from None
   if not takes_strings:
@@ -160,7 +114,7 @@ def read_input(source: str, takes_strings: bool):
     )
   try:
     with open(source, "rb") as f:
-      return text_rows(f.read(), f"--input: {source!r}")
+      return cli_support.text_rows(f.read(), f"--input: {source!r}")
   except OSError as e:
     raise UsageProblem(f"--input: cannot read {source!r}: {e.strerror or e}") from None
 
@@ -298,7 +252,7 @@ def predict_folder(model_dir: str) -> int:
       )
       return EXIT_REFUSED
     write_output(output_arrays(model, y), _OUTPUT.value)
-  except UsageProblem as e:
+  except (UsageProblem, cli_support.BadInput) as e:
     print(f"error: {e}", file=sys.stderr)
     return EXIT_USAGE
   return EXIT_OK

@@ -1,7 +1,9 @@
-"""What the command-line entry points share: exit codes and an absl runner.
+"""What the command-line entry points share: exit codes, an absl runner, the
+filter of TensorFlow's C++ start-up notices, and the readers of input rows
+(text split on ``\\n`` alone, ``.npy`` with its header checked first).
 
 Flag-free on purpose: importing it defines no absl flag, so any command (in
-``jaxnets`` or above it) can use it beside its own flags.
+``jaxnets`` or above it) and the tests can use it beside their own flags.
 """
 
 import contextlib
@@ -11,9 +13,15 @@ import sys
 import tempfile
 from typing import Callable, Iterator
 
+import numpy as np
 from absl import app, flags
 
 EXIT_OK, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2
+
+
+class BadInput(ValueError):
+  """An input file or stream that cannot be read as rows; the message names it."""
+
 
 # What TensorFlow's (and XLA's) C++ code prints when it starts, on every run
 # and whatever the machine: notices no user can act on, printed before
@@ -97,3 +105,52 @@ def filtered_native_stderr(noise: re.Pattern = STARTUP_NOISE) -> Iterator[None]:
       ]
       sys.stderr.write("".join(kept))
       sys.stderr.flush()
+
+
+# ------------------------------------------------------------ reading inputs
+
+
+def text_rows(data: bytes, where: str) -> list[str]:
+  """One row per line: UTF-8 (one leading BOM dropped), split on ``\\n`` only.
+
+  A trailing ``\\r`` (a Windows line end) is dropped from each line, and a
+  final line end ends the last row rather than starting an empty one; no other
+  character (U+2028, U+0085, form feed...) splits a row, so rows match lines.
+  """
+  try:
+    text = data.decode("utf-8")
+  except UnicodeDecodeError as e:
+    raise BadInput(f"{where} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+  text = text.removeprefix("\ufeff")
+  lines = text.split("\n")
+  if lines[-1] == "":
+    lines.pop()
+  return [line.removesuffix("\r") for line in lines]
+
+
+def load_npy(f, size: int, where: str) -> np.ndarray:
+  """A ``.npy`` array from ``f`` (``size`` bytes), its header checked before any allocation."""
+  try:
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+      shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+    else:
+      shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+  except Exception as e:  # numpy raises ValueError, SyntaxError, TokenError... on bad headers
+    raise BadInput(f"{where} is not a readable .npy array: {e}") from None
+  if not shape:
+    raise BadInput(f"{where} holds a single value (a 0-d array); give an array of rows")
+  if dtype.hasobject:
+    raise BadInput(f"{where} holds Python objects; give a numeric array")
+  declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+  held = size - f.tell()
+  if declared != held:
+    raise BadInput(
+      f"{where}: its header declares {dtype} {tuple(shape)} ({declared:,} bytes) but the "
+      f"file holds {held:,} bytes after it (truncated or damaged)"
+    )
+  f.seek(0)
+  try:
+    return np.load(f, allow_pickle=False)
+  except (ValueError, OSError, EOFError) as e:
+    raise BadInput(f"{where} is not a readable .npy array: {e}") from None

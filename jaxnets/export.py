@@ -300,6 +300,7 @@ def load_exported(path: str | os.PathLike) -> ExportedModel:
       f"{EXPORT_FILE} takes {len(exported.in_avals)} arguments; {META_FILE} lists "
       f"{len(meta['param_paths'])} parameters and one input"
     )
+  _check_signature(exported, meta, fail)
   leaves = _read_params(os.path.join(path, PARAMS_FILE), meta["param_paths"], param_avals, fail)
   params = _unflatten(meta["param_paths"], leaves)
   preprocessor = None
@@ -342,7 +343,8 @@ def _read_meta(meta_path: str, fail) -> dict:
     ("input_dtype", meta.get("input_dtype") in saving.INPUT_DTYPES, "float32, int32 or string"),
     (
       "preprocessor",
-      meta.get("preprocessor") is None or isinstance(meta["preprocessor"], dict),
+      "preprocessor" in meta
+      and (meta["preprocessor"] is None or isinstance(meta["preprocessor"], dict)),
       "null or an object",
     ),
     (
@@ -368,6 +370,33 @@ def _read_meta(meta_path: str, fail) -> dict:
     if not ok:
       raise fail(f"{META_FILE}: {key!r} must be {what}, found {meta.get(key)!r:.80}")
   return meta
+
+
+def _check_signature(exported, meta: dict, fail) -> None:
+  """``export.json``'s parameter paths and input spec agree with the StableHLO's signature."""
+  structs = [jax.ShapeDtypeStruct((), np.float32)] * len(meta["param_paths"])
+  try:
+    params_tree = jax.tree_util.tree_structure(_unflatten(meta["param_paths"], structs))
+    expected_tree = exported.in_tree.children()[0].children()[0]
+  except Exception as e:  # a path that is a prefix of another, an odd tree
+    raise fail(f"{META_FILE}: 'param_paths' do not form a parameter tree: {e}") from None
+  if params_tree != expected_tree or params_tree.num_leaves != len(structs):
+    raise fail(f"{META_FILE}: 'param_paths' do not match the parameters {EXPORT_FILE} takes")
+  x = exported.in_avals[-1]
+  text_model = meta["preprocessor"] is not None
+  want_dtype = np.int32 if text_model or meta["input_dtype"] == "int32" else np.float32
+  if text_model != (meta["input_dtype"] == "string") or x.dtype != want_dtype:
+    raise fail(f"{META_FILE}: input_dtype {meta['input_dtype']!r} does not fit {EXPORT_FILE}")
+  if text_model:
+    return
+  dims = list(x.shape[1:])
+  if len(dims) != len(meta["input_shape"]) or any(
+    want is not None and (not isinstance(got, int) or got != want)
+    for want, got in zip(meta["input_shape"], dims)
+  ):
+    raise fail(
+      f"{META_FILE}: input_shape {meta['input_shape']} does not fit the input {EXPORT_FILE} takes"
+    )
 
 
 def _read_params(npz_path: str, paths: list, avals, fail) -> list[np.ndarray]:

@@ -262,7 +262,16 @@ def _edit_meta(folder: pathlib.Path, edit) -> None:
     (lambda f: (f / export_lib.META_FILE).write_text("[1, 2]"), "export.json"),
     (lambda f: _edit_meta(f, lambda m: dict(m, param_paths=7)), "param_paths"),
     (lambda f: _edit_meta(f, lambda m: dict(m, input_shape=[-1])), "input_shape"),
-    (lambda f: _edit_meta(f, lambda m: dict(m, preprocessor={"x": 1})), "preprocessor"),
+    (lambda f: _edit_meta(f, lambda m: dict(m, preprocessor={"x": 1})), "input_dtype"),
+    (
+      lambda f: _edit_meta(f, lambda m: {k: v for k, v in m.items() if k != "preprocessor"}),
+      "preprocessor",
+    ),
+    (
+      lambda f: _edit_meta(f, lambda m: dict(m, param_paths=[["dense", "kernel"]] * 2)),
+      "param_paths",
+    ),
+    (lambda f: _edit_meta(f, lambda m: dict(m, input_shape=[5])), "input_shape"),
     (lambda f: (f / export_lib.EXPORT_FILE).unlink(), "missing forward.jaxexport"),
   ],
 )
