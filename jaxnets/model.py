@@ -721,9 +721,21 @@ def load(directory: str | os.PathLike) -> Model:
   dtype against what the architecture implies, and that the parameters are the
   ones saved with this architecture. Any difference raises
   ``jaxnets.saving.SavedModelError`` (a ``ValueError``) naming the folder, the
-  layer and the weight.
+  layer and the weight. A save that replaces the folder while it is read makes
+  the read start over (a few times), rather than report the two parts as edited.
   """
   directory = os.path.abspath(os.fspath(directory))
+  for attempt in range(3):
+    before = saving.folder_identity(directory)
+    try:
+      return _load_once(directory)
+    except (saving.SavedModelError, FileNotFoundError):
+      if attempt == 2 or saving.folder_identity(directory) == before:
+        raise
+  raise AssertionError("unreachable")
+
+
+def _load_once(directory: str) -> Model:
   arch = saving.read_architecture(directory)
 
   def rebuild(where: str, spec: dict):

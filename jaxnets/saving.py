@@ -426,6 +426,16 @@ def read_params(directory: str, arch: dict[str, Any]) -> dict:
   return params
 
 
+def folder_identity(directory: str) -> tuple[int, int] | None:
+  """``(device, inode)`` of the folder now at ``directory`` (None if none): a save
+  swaps in a new folder, so a reader can tell that it read parts of two saves."""
+  try:
+    info = os.stat(directory)
+  except OSError:
+    return None
+  return info.st_dev, info.st_ino
+
+
 def _leftovers(directory: str) -> list[str]:
   parent, name = os.path.split(directory)
   if not os.path.isdir(parent):

@@ -668,3 +668,20 @@ def test_report_files_follow_the_umask(tmp_path):
   finally:
     os.umask(old)
   assert stat.S_IMODE(os.stat(tmp_path / "results.md").st_mode) == 0o644
+
+
+def test_a_reader_racing_a_save_reads_one_whole_model(tmp_path, monkeypatch):
+  folder = _dense_model(seed=0).save(tmp_path / "m")
+  new = _dense_model(seed=1)
+  real_read_params = saving.read_params
+  raced = []
+
+  def save_in_between(directory, arch):
+    if not raced:  # the save lands between the architecture and the params
+      raced.append(True)
+      new.save(directory)
+    return real_read_params(directory, arch)
+
+  monkeypatch.setattr(saving, "read_params", save_in_between)
+  np.testing.assert_array_equal(jaxnets.load(folder).predict(X), new.predict(X))
+  assert raced
