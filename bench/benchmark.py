@@ -221,6 +221,15 @@ def _set_up(
   expected = np.concatenate(
     [np.asarray(keras_model(b, training=False)) for b in systems_lib.batches(x_check, 256)]
   )
+  # The parity rule's float64 reference (port.compare): every system's
+  # distance from it is recorded beside its max abs diff from Keras.
+  try:
+    reference = port.comparison.run_keras(
+      port.float64_reference(keras_model), port.comparison.to_float64(x_check)
+    )[0]
+  except ValueError as e:
+    log(f"[{name}] no float64 reference: {e}")
+    reference = None
   systems = {}
   for system_name in settings.systems:
     entry = entries.setdefault(system_name, {})
@@ -246,7 +255,7 @@ def _set_up(
       start = time.perf_counter()
       first()
       entry["first_call_s"] = time.perf_counter() - start
-      entry["agreement"] = _agreement(system.outputs(x_check, batch_size), expected)
+      entry["agreement"] = _agreement(system.outputs(x_check, batch_size), expected, reference)
       entry["status"] = "ok"
       systems[system_name] = system
       log(
@@ -327,13 +336,21 @@ def _latency(name: str, settings: Settings, systems: dict, port_model, x1: np.nd
   }
 
 
-def _agreement(got, expected) -> dict:
+def _agreement(got, expected, reference) -> dict:
+  """A system's outputs judged by the parity rule (``port.comparison.judge``):
+  max abs diff from Keras, both float32 distances from the float64 reference,
+  the bound and whether the system is within it."""
   got = np.asarray(got)
   if got.shape != expected.shape:
     return {"max_abs_diff": None, "argmax_equal": None, "error": f"shape {got.shape}"}
+  comparison = port.comparison.judge(got, expected, reference)
   return {
-    "max_abs_diff": float(np.max(np.abs(got - expected))),
+    "max_abs_diff": comparison.max_abs_diff,
     "argmax_equal": float(np.mean(got.argmax(-1) == expected.argmax(-1))),
+    "system_f64_error": comparison.port_error,
+    "keras_f64_error": comparison.keras_error,
+    "bound": comparison.bound,
+    "within_rule": comparison.ok,
   }
 
 

@@ -141,6 +141,7 @@ def _model_tables(record: dict) -> list[str]:
       "first call s",
       "peak RSS MB (after import)",
       "max abs diff",
+      "to float64 (Keras's; bound)",
     ]
   )
   lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -173,6 +174,7 @@ def _model_tables(record: dict) -> list[str]:
     else:
       cells.append(f"{memory['peak_rss_mb']:,.0f} (+{memory['peak_minus_import_mb']:,.0f})")
     cells.append(_fmt(entry["agreement"]["max_abs_diff"], ".1e"))
+    cells.append(_parity_cell(entry["agreement"]))
     lines.append("| " + " | ".join(cells) + " |")
   lines.append("")
   if "port_jit" in record["systems"] and batch_keys:
@@ -268,3 +270,15 @@ def json_default(value: Any):
   if isinstance(value, np.floating):
     return float(value)
   return str(value)
+
+
+def _parity_cell(agreement: dict) -> str:
+  """``system (Keras; bound)`` distances from the float64 reference, ``—`` when
+  the record has none (older records, or no reference)."""
+  if agreement.get("system_f64_error") is None:
+    return "—"
+  mark = "" if agreement.get("within_rule") else " ✗"
+  return (
+    f"{agreement['system_f64_error']:.1e} ({agreement['keras_f64_error']:.1e}; "
+    f"{agreement['bound']:.1e}){mark}"
+  )

@@ -324,6 +324,10 @@ def _assert_same(got, expected, reference, label):
   float64 evaluation; an argmax is only required where it is not a tie."""
   comparison = port.comparison.judge(got, expected, reference)
   assert comparison.ok, f"{label}: {comparison.verdict()}"
+  _SEEN.append(comparison)
+
+
+_SEEN: list = []  # every comparison made, for the closing summary line
 
 
 def _check_case(case: Case, seed: int, work_dir: pathlib.Path, saved: list):
@@ -413,5 +417,14 @@ def test_generated_models_port_exactly_or_are_refused_by_name(tmp_path):
   print(
     f"\ngenerated parity: {len(outcomes)} models ({', '.join(kinds)}), "
     f"{sum(o == 'ported' for _, o in outcomes)} ported, "
-    f"{sum(o == 'refused' for _, o in outcomes)} refused by name"
+    f"{sum(o == 'refused' for _, o in outcomes)} refused by name; worst port/Keras "
+    f"float64-distance ratio {_worst_ratio():.2f}, largest port distance "
+    f"{max((c.port_error for c in _SEEN), default=0.0):.2g}"
   )
+
+
+def _worst_ratio() -> float:
+  """The largest port_error / keras_error among the comparisons (NaN if none
+  had a Keras error above zero)."""
+  ratios = [c.port_error / c.keras_error for c in _SEEN if c.keras_error]
+  return max(ratios, default=float("nan"))

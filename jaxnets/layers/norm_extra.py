@@ -244,7 +244,8 @@ class Rescaling(base.Layer):
 
   def apply(self, params, x, mask=None, *, training=False, rng=None):
     del params, training, rng
-    x = x.astype(jnp.float32)
+    if not jnp.issubdtype(x.dtype, jnp.floating):  # integer images; a float64 run stays so
+      x = x.astype(jnp.float32)
     scale = _constant(self.scale, self.scale_shape)
     offset = _constant(self.offset, self.offset_shape)
     return _rounded(x * scale) + offset, mask
