@@ -5,10 +5,13 @@
     python -m bench --preset=speedcheck                          # CNN, MLP: Keras vs port
     python -m bench --preset=speedcheck_text                     # LSTM, SimpleRNN on NusaX
     python -m bench --preset=train_speed --models=cnn,lstm       # JAX trainer vs Keras fit
+    python -m bench --preset=device_check [--require_gpu]        # this GPU: parity, speed
 
 A preset (``bench/settings.py``) sets the defaults; flags given on the command
 line override them. The inference presets print the markdown report
-(``bench/report.py``); ``train_speed`` prints one table row per model.
+(``bench/report.py``); ``train_speed`` prints one table row per model;
+``device_check`` (``bench/device_check.py``) writes a JSON report and its
+markdown and exits 1 when a check failed.
 """
 
 import os
@@ -30,6 +33,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from bench import benchmark  # noqa: E402
+from bench import device_check  # noqa: E402
 from bench import report  # noqa: E402
 from bench import settings as settings_lib  # noqa: E402
 from bench import train_speed  # noqa: E402
@@ -37,17 +41,20 @@ from flags import common  # noqa: E402
 from jaxnets import cli_support  # noqa: E402
 
 TRAIN_SPEED = "train_speed"
+DEVICE_CHECK = "device_check"
 _FULL = settings_lib.Settings()
 
 PRESET = flags.DEFINE_enum(
   "preset",
   "full",
-  [*settings_lib.PRESETS, TRAIN_SPEED],
+  [*settings_lib.PRESETS, TRAIN_SPEED, DEVICE_CHECK],
   "What to run, and the defaults of the flags below: full (the benchmark of "
   "BENCHMARKS.md), speedcheck (CNN and MLP, Keras vs the port, batch 256 and batch-1 "
   "latency), speedcheck_text (the LSTM and SimpleRNN text models, batch 1 and 256), "
   "train_speed (one epoch of the JAX trainer vs Keras fit; reads --models, "
-  "--num_inputs, --repeats, --json_out). Defaults shown are the full preset's.",
+  "--num_inputs, --repeats, --json_out), device_check (parity and speed on this machine's "
+  "GPU, or its CPU half; reads --json_out, --require_gpu). Defaults shown are the full "
+  "preset's.",
 )
 MODELS = flags.DEFINE_list(
   "models", list(_FULL.models), f"Models, from {', '.join(settings_lib.MODELS)}."
@@ -101,6 +108,11 @@ LAYER_PROFILE = flags.DEFINE_bool(
 )
 JSON_OUT = flags.DEFINE_string("json_out", None, "Write every figure here as JSON.")
 CHART_OUT = flags.DEFINE_string("chart_out", None, "Write a PNG chart here.")
+REQUIRE_GPU = flags.DEFINE_bool(
+  "require_gpu",
+  False,
+  "device_check: exit 1 at once, with one line, when JAX's default backend is not a GPU.",
+)
 
 
 def _unique(values) -> tuple:
@@ -130,6 +142,7 @@ _SETTINGS_FLAGS = (
 )
 _PARSE = {"models": _unique, "systems": _unique, "batch_sizes": _ints, "matmul_sizes": _ints}
 _TRAIN_SPEED_FLAGS = ("models", "num_inputs", "repeats", "json_out", "data_dir", "seed")
+_DEVICE_CHECK_FLAGS = ("json_out", "data_dir", "seed", "require_gpu")
 
 
 def _given(name: str) -> bool:
@@ -163,14 +176,18 @@ def run_inference(command: str) -> None:
     report.chart(results, CHART_OUT.value)
 
 
-def run_train_speed() -> None:
+def _refuse_unread(preset: str, read: tuple[str, ...]) -> None:
   ignored = [
     f"--{name}"
-    for name in (*_SETTINGS_FLAGS, "workdir", "chart_out")
-    if _given(name) and name not in _TRAIN_SPEED_FLAGS
+    for name in (*_SETTINGS_FLAGS, "workdir", "chart_out", "require_gpu")
+    if _given(name) and name not in read
   ]
   if ignored:
-    raise app.UsageError(f"not read by --preset={TRAIN_SPEED}: {', '.join(ignored)}")
+    raise app.UsageError(f"not read by --preset={preset}: {', '.join(ignored)}")
+
+
+def run_train_speed() -> None:
+  _refuse_unread(TRAIN_SPEED, _TRAIN_SPEED_FLAGS)
   models = _unique(MODELS.value) if _given("models") else train_speed.DEFAULT_MODELS
   unknown = set(models) - set(train_speed.MODELS)
   if unknown:
@@ -195,7 +212,13 @@ def main(argv) -> None:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if PRESET.value == TRAIN_SPEED:
     run_train_speed()
+  elif PRESET.value == DEVICE_CHECK:
+    _refuse_unread(DEVICE_CHECK, _DEVICE_CHECK_FLAGS)
+    sys.exit(
+      device_check.main(JSON_OUT.value, common.DATA_DIR.value, common.SEED.value, REQUIRE_GPU.value)
+    )
   else:
+    _refuse_unread(PRESET.value, (*_SETTINGS_FLAGS, "workdir", "chart_out"))
     run_inference("python -m bench " + " ".join(sys.argv[1:]))
 
 
