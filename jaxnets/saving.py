@@ -29,6 +29,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from typing import Any, Callable
 
 import jax
@@ -42,6 +43,9 @@ READABLE_VERSIONS = (1, 2, 3)
 ARCHITECTURE_FILE = "architecture.json"
 PARAMS_DIR = "params"
 INPUT_DTYPES = ("float32", "int32", "string")
+# One orbax save or restore at a time in a process: two threads saving at once
+# broke each other's checkpoints (and could hang in orbax's background work).
+_ORBAX_LOCK = threading.Lock()
 
 
 class SavedModelError(ValueError):
@@ -216,9 +220,10 @@ def write_folder(directory: str | os.PathLike, architecture: dict[str, Any], par
   try:
     os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp's 0700 would outlive the rename
     if params:  # orbax refuses an empty tree: a weightless model has no params/ folder
-      checkpointer = ocp.StandardCheckpointer()
-      checkpointer.save(os.path.join(staging, PARAMS_DIR), params)
-      checkpointer.wait_until_finished()
+      with _ORBAX_LOCK:
+        checkpointer = ocp.StandardCheckpointer()
+        checkpointer.save(os.path.join(staging, PARAMS_DIR), params)
+        checkpointer.wait_until_finished()
     path = os.path.join(staging, ARCHITECTURE_FILE)
     with open(path, "w", encoding="utf-8") as f:
       f.write(json.dumps(architecture, indent=1))
@@ -411,7 +416,8 @@ def read_params(directory: str, arch: dict[str, Any]) -> dict:
   if not os.path.isdir(path):
     raise FileNotFoundError(f"saved model {directory}: missing parameter checkpoint {PARAMS_DIR}/")
   try:
-    params = ocp.StandardCheckpointer().restore(path)
+    with _ORBAX_LOCK:
+      params = ocp.StandardCheckpointer().restore(path)
   except Exception as e:  # orbax raises many types for a damaged checkpoint
     raise _fail(directory, f"cannot restore {PARAMS_DIR}/: {type(e).__name__}: {e}") from e
   params = {} if params is None else params

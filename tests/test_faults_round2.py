@@ -685,3 +685,26 @@ def test_a_reader_racing_a_save_reads_one_whole_model(tmp_path, monkeypatch):
   monkeypatch.setattr(saving, "read_params", save_in_between)
   np.testing.assert_array_equal(jaxnets.load(folder).predict(X), new.predict(X))
   assert raced
+
+
+def test_threads_saving_one_folder_each_leave_a_whole_model(tmp_path):
+  import threading  # pylint: disable=import-outside-toplevel
+
+  models = [_dense_model(seed=i) for i in range(6)]
+  errors = []
+
+  def save(model):
+    try:
+      model.save(tmp_path / "m")
+    except Exception as e:  # pylint: disable=broad-except
+      errors.append(e)
+
+  threads = [threading.Thread(target=save, args=(m,)) for m in models]
+  for thread in threads:
+    thread.start()
+  for thread in threads:
+    thread.join(120)
+  assert not any(t.is_alive() for t in threads) and not errors, errors
+  got = jaxnets.load(tmp_path / "m").predict(X)
+  assert any(np.array_equal(got, m.predict(X)) for m in models)
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
