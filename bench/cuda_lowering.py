@@ -3,9 +3,12 @@
 ``jax.export`` lowers for a platform the machine lacks, so a CPU-only machine sees the
 StableHLO module a GPU would compile. A CPU-only construct in it would fail or stall there: a
 custom call into a CPU library (LAPACK, DUCC's FFT, anything named for the CPU), or a host
-callback (a round trip to Python per call). The spec's three models are checked: the CIFAR-10
-CNN, the NusaX text model with two bidirectional LSTM layers, and the MNIST MLP, each with its
-study's base configuration and seeded random weights (lowering reads shapes, not values).
+callback (a round trip to Python per call); nor should a speed choice measured on CPU only (a
+``jaxnets.settings.cpu_only`` scope: padded-step skipping, row blocks, odd-channel padding,
+Winograd, depthwise taps, the guarded max pooling). The spec's three models are checked: the
+CIFAR-10 CNN, the NusaX text model with two bidirectional LSTM layers, and the MNIST MLP, each
+with its study's base configuration and seeded random weights (lowering reads shapes, not
+values).
 
     from bench import cuda_lowering
     for check in cuda_lowering.run():
@@ -23,6 +26,10 @@ from jaxnets import settings
 
 # Substrings of a custom-call target (lower-cased) that only a CPU can run.
 CPU_ONLY_TARGETS = ("lapack", "ducc", "cpu", "host", "callback")
+# The named scope of every speed choice measured on CPU only (jaxnets.settings.cpu_only), as a
+# whole component of an operation's name path ("jit(apply)/conv2d/cpu_only_<choice>/pad", or
+# first in a loop body's); a function name that merely contains it does not count.
+_CPU_ONLY_CHOICE = re.compile(r'(?<=["/])' + re.escape(settings.CPU_ONLY_SCOPE) + r'\w+(?=["/])')
 # Batch 1 and 256 with the automatic (CPU-measured) choices; "b": symbolic, as exported.
 BATCHES = (1, 256, "b")
 _CUSTOM_CALL = re.compile(r'(?:custom_call\s*@|call_target_name\s*=\s*")([\w.$-]+)')
@@ -61,6 +68,12 @@ def cpu_only_targets(module_text: str) -> tuple[tuple[str, ...], tuple[str, ...]
   return targets, tuple(t for t in targets if any(m in t.lower() for m in CPU_ONLY_TARGETS))
 
 
+def cpu_only_choices(module_text: str) -> tuple[str, ...]:
+  """The CPU-measured speed choices a lowered module holds (``jaxnets.settings.cpu_only``
+  scopes in its locations): none belongs in a CUDA lowering."""
+  return tuple(sorted(set(_CPU_ONLY_CHOICE.findall(module_text))))
+
+
 def input_spec(model, batch) -> jax.ShapeDtypeStruct:
   """``model.apply``'s input at ``batch`` rows (an int, or ``"b"`` for a symbolic batch): token
   ids for a model with a text preprocessor, else its input shape and dtype."""
@@ -89,13 +102,14 @@ def lower_for_cuda(model, batch) -> jax.export.Exported:
 
 def check_model(name: str, model, batches=BATCHES) -> LoweringCheck:
   """Lowers ``model`` for CUDA at each of ``batches``; passes when no module holds a CPU-only
-  custom call and each was lowered for CUDA alone."""
+  custom call or CPU-measured choice and each was lowered for CUDA alone."""
   targets, cpu_only, platforms = set(), set(), set()
   for batch in batches:
     exported = lower_for_cuda(model, batch)
-    found, bad = cpu_only_targets(exported.mlir_module())
+    module = exported.mlir_module()
+    found, bad = cpu_only_targets(module)
     targets.update(found)
-    cpu_only.update(f"{t} (batch {batch})" for t in bad)
+    cpu_only.update(f"{t} (batch {batch})" for t in (*bad, *cpu_only_choices(module)))
     platforms.update(exported.platforms)
   passed = platforms == {"cuda"} and not cpu_only
   shown = ", ".join(str(b) for b in batches)

@@ -186,7 +186,21 @@ class Model:
     ``x`` is one array, or a tuple/list of arrays (one per input, in order)
     for a model with several inputs. Returns one array, or the outputs in
     Keras's structure (list or dict) for a model with several outputs.
+
+    At inference the pass takes the speed choices of the platform it is
+    compiled for (``jaxnets.settings.per_platform``: the CPU's measured ones
+    on a CPU, none elsewhere; a multi-platform ``jax.export`` holds both).
+    A training pass takes those of the platform in force (JAX's default
+    backend, where the JAX trainer compiles it).
     """
+    if training or guards.fast_path_allowed():
+      # Inside a caller's guarded fast pass (guards.fast_pass), the pass's own platform
+      # decides: a layer's flag must not be raised inside a platform branch.
+      return self._apply(params, x, training=training, rng=rng)
+    return settings.per_platform(lambda p, v: self._apply(p, v, rng=rng), params, x)
+
+  def _apply(self, params, x, *, training: bool = False, rng: jax.Array | None = None):
+    """``apply`` with the choices of ``jaxnets.settings.platform()``."""
 
     def apply_layer(name, value, mask, count):
       layer = self._by_name[name]
@@ -204,9 +218,15 @@ class Model:
     boolean scalar that is true when a layer's fast form may have differed
     from Keras's rule (a NaN or infinite input, an all -inf pooling window);
     ``apply``'s outputs must then be used instead. ``predict`` and
-    ``__call__`` do this per batch. Pure and jittable, like ``apply``.
+    ``__call__`` do this per batch. Pure and jittable, like ``apply``. The
+    fast forms were measured on CPU: compiled for another platform this is
+    ``apply`` and a constant false flag (``jaxnets.settings.CPU_MEASURED``).
     """
-    return guards.fast_pass(lambda inputs: self.apply(params, inputs), x)
+
+    def fast(p, v):
+      return guards.fast_pass(lambda inputs: self._apply(p, inputs), v)
+
+    return settings.per_platform(fast, params, x)
 
   def init(self, rng: jax.Array) -> dict[str, Any]:
     """Fresh parameters with Keras's default initialisers (for training)."""
@@ -314,8 +334,10 @@ class Model:
     """
     shapes = tuple((a.shape, str(a.dtype)) for a in jax.tree_util.tree_leaves(x))
     if shapes not in self._has_fast_paths:
+      # For the platform predict runs on (JAX's default backend): elsewhere than on a CPU
+      # there is no fast form, hence no second program and no flag read per batch.
       self._has_fast_paths[shapes] = guards.has_fast_paths(
-        lambda inputs: self.apply(self.params, inputs), x
+        lambda inputs: self._apply(self.params, inputs), x
       )
     return self._has_fast_paths[shapes]
 

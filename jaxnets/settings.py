@@ -18,16 +18,34 @@ Layers read the settings when a forward pass is traced, i.e. on a jitted
 model's first call for each input shape. A shape already compiled keeps the
 values it was traced with: change settings before calling a model, or use a
 fresh ``jaxnets.Model``.
+
+Per platform. The defaults were measured on XLA:CPU; on another platform they
+are unmeasured, so there each setting of :data:`CPU_MEASURED` takes the value
+that turns its choice off (the plain computation) unless it was set explicitly
+(``configure``, ``override`` or its environment variable). The platform is the
+one a pass is *compiled* for, not the machine's: ``jaxnets.Model`` traces its
+inference pass through :func:`per_platform`, once with the CPU's choices and
+once with none, and ``jax.lax.platform_dependent`` keeps the branch of the
+platform it is lowered for (both, selected at run time, in a multi-platform
+``jax.export`` such as ``Model.export``'s). Each CPU-only choice runs inside a
+``jax.named_scope`` named ``cpu_only_<choice>`` (:func:`cpu_only`), so a
+lowered module or a profile shows which were taken.
 """
 
 import contextlib
+import contextvars
 import dataclasses
 import os
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import jax
+from jax import lax
 
 ENVIRONMENT_PREFIX = "JAXNETS_"
+CPU = "cpu"
+# What platform() says inside per_platform's branch for every platform but the CPU.
+ACCELERATOR = "accelerator"
+CPU_ONLY_SCOPE = "cpu_only_"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +129,12 @@ def _parse(field: dataclasses.Field, name: str, text: str):
     raise ValueError(f"{name}={text!r}: expected an integer") from None
 
 
+def _environment_names(environ) -> frozenset[str]:
+  return frozenset(
+    f.name for f in dataclasses.fields(Settings) if ENVIRONMENT_PREFIX + f.name.upper() in environ
+  )
+
+
 def from_environment(environ=None) -> Settings:
   """The defaults, overridden by any ``JAXNETS_<FIELD>`` environment variable."""
   environ = os.environ if environ is None else environ
@@ -122,12 +146,76 @@ def from_environment(environ=None) -> Settings:
   return Settings(**changes)
 
 
+# The settings measured on XLA:CPU only, and the value that turns each choice off: what
+# every other platform gets until they are measured there (unless set explicitly).
+CPU_MEASURED: dict[str, Any] = {
+  # One block: an accelerator wants the whole batch at once.
+  "rnn_row_block_floats": 2**62,
+  # Every step computed: a per-step branch would cost an accelerator a host round trip.
+  "rnn_skip_padded_steps": False,
+  # No zero channel: the slow small odd channel count was XLA:CPU's.
+  "conv_pad_odd_channels_below": 0,
+  # One program, exact, and no per-batch flag read back to the host.
+  "guard_fast_paths": False,
+}
+
 _current = from_environment()
+_explicit = _environment_names(os.environ)
+_PLATFORM: contextvars.ContextVar = contextvars.ContextVar("jaxnets_platform", default=None)
+
+
+def platform() -> str:
+  """The platform the pass being traced is for: inside a :func:`per_platform` branch (or
+  :func:`for_platform`) that branch's (``"cpu"`` or ``ACCELERATOR``), else JAX's default
+  backend (``"cpu"``, ``"gpu"``, ``"tpu"``)."""
+  return _PLATFORM.get() or jax.default_backend()
 
 
 def current() -> Settings:
-  """The settings in effect."""
-  return _current
+  """The settings in effect for :func:`platform`: on a CPU as set; elsewhere every setting of
+  :data:`CPU_MEASURED` not set explicitly takes its off value."""
+  if platform() == CPU:
+    return _current
+  off = {name: value for name, value in CPU_MEASURED.items() if name not in _explicit}
+  return dataclasses.replace(_current, **off)
+
+
+@contextlib.contextmanager
+def for_platform(name: str) -> Iterator[None]:
+  """Traces the block's passes with ``name``'s choices (``"cpu"``, or any other platform for
+  the plain ones), whatever the machine's default backend is."""
+  token = _PLATFORM.set(name)
+  try:
+    yield
+  finally:
+    _PLATFORM.reset(token)
+
+
+def per_platform(fn: Callable[..., Any], *args) -> Any:
+  """``fn(*args)`` with the CPU's choices where it is compiled for a CPU, and with every
+  CPU-only choice off on any other platform.
+
+  Both are traced; ``jax.lax.platform_dependent`` lowers only the branch of a single
+  lowering platform, and selects at run time in a multi-platform export. Inside a branch (or
+  :func:`for_platform`) ``fn`` is called directly.
+  """
+  if _PLATFORM.get() is not None:
+    return fn(*args)
+
+  def branch(name):
+    def traced(*values):
+      with for_platform(name):
+        return fn(*values)
+
+    return traced
+
+  return lax.platform_dependent(*args, cpu=branch(CPU), default=branch(ACCELERATOR))
+
+
+def cpu_only(choice: str):
+  """The named scope of a choice measured on CPU only (``cpu_only_<choice>`` in a lowered
+  module's locations and in profiles)."""
+  return jax.named_scope(CPU_ONLY_SCOPE + choice)
 
 
 def configure(**changes) -> Settings:
@@ -135,21 +223,23 @@ def configure(**changes) -> Settings:
 
   Raises ``TypeError`` for a name that is not a setting.
   """
-  global _current  # pylint: disable=global-statement
+  global _current, _explicit  # pylint: disable=global-statement
   _current = dataclasses.replace(_current, **changes)
+  _explicit = _explicit | frozenset(changes)
   return _current
 
 
 @contextlib.contextmanager
 def override(**changes) -> Iterator[Settings]:
   """Changes the named settings inside a ``with`` block, restoring them after."""
-  global _current  # pylint: disable=global-statement
-  previous = _current
+  global _current, _explicit  # pylint: disable=global-statement
+  previous = _current, _explicit
   _current = dataclasses.replace(_current, **changes)
+  _explicit = _explicit | frozenset(changes)
   try:
     yield _current
   finally:
-    _current = previous
+    _current, _explicit = previous
 
 
 # The persistent compilation cache is process-wide JAX configuration rather than

@@ -18,10 +18,10 @@ cells before. A conv drops any time mask (Keras's Conv layers do not support
 masking either).
 """
 
+import contextlib
 import dataclasses
 from typing import ClassVar
 
-import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -154,18 +154,22 @@ class Conv(base.Layer):
       # A small odd channel count (RGB inputs) is slow on XLA:CPU (see
       # jaxnets.settings). A zero input channel with a zero kernel slice only
       # adds exact zeros to each sum.
-      x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, 1)])
-      kernel = jnp.pad(kernel, [(0, 0)] * (kernel.ndim - 2) + [(0, 1), (0, 0)])
+      with settings.cpu_only("odd_channel_padding"):
+        x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, 1)])
+        kernel = jnp.pad(kernel, [(0, 0)] * (kernel.ndim - 2) + [(0, 1), (0, 0)])
     if len(self.kernel_size) == 2:
-      y = conv_algorithms.conv2d(
-        x,
-        kernel,
-        strides=self.strides,
-        padding_pairs=pads,
-        dilation=self.dilation_rate,
-        groups=self.groups,
-        algorithm=algorithm,
-      )
+      # Every algorithm but the direct one was chosen by CPU measurements.
+      scope = settings.cpu_only(algorithm) if algorithm != "direct" else contextlib.nullcontext()
+      with scope:
+        y = conv_algorithms.conv2d(
+          x,
+          kernel,
+          strides=self.strides,
+          padding_pairs=pads,
+          dilation=self.dilation_rate,
+          groups=self.groups,
+          algorithm=algorithm,
+        )
     else:
       y = lax.conv_general_dilated(
         x,
@@ -202,7 +206,7 @@ class Conv(base.Layer):
       self.groups,
       x.shape[1:3],
       x.shape[-1],
-      jax.default_backend(),
+      settings.platform(),
       batch=x.shape[0],
       training=training,
     )

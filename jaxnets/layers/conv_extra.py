@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxnets import activations
+from jaxnets import settings
 from jaxnets.layers import base
 from jaxnets.layers import conv
 from jaxnets.layers import initializers
@@ -59,7 +60,7 @@ def choose_depthwise_algorithm(kernel_size, strides, channels: int, batch: int) 
   grouped convolution is left to the vendor library.
   """
   del strides, channels, batch
-  if jax.default_backend() != "cpu":
+  if settings.platform() != settings.CPU:
     return "grouped"
   cells = 1
   for k in kernel_size:
@@ -74,7 +75,7 @@ def taps_block_images(batch, training: bool) -> int | None:
   ``jax.grad`` the loop would become a scan whose speed was not measured, and a
   symbolic (exported) batch cannot be cut into blocks.
   """
-  if training or jax.default_backend() != "cpu" or not isinstance(batch, int):
+  if training or settings.platform() != settings.CPU or not isinstance(batch, int):
     return None
   return TAPS_BLOCK_IMAGES if batch > TAPS_BLOCK_IMAGES else None
 
@@ -107,13 +108,14 @@ def depthwise_conv(
     )
   if algorithm != "taps":
     raise ValueError(f"unknown depthwise algorithm {algorithm!r}; one of {DEPTHWISE_ALGORITHMS}")
-  if block_images and x.shape[0] > block_images:
-    return lax.map(
-      lambda image: _depthwise_taps(image[None], kernel, strides, pads, dilation)[0],
-      x,
-      batch_size=block_images,
-    )
-  return _depthwise_taps(x, kernel, strides, pads, dilation)
+  with settings.cpu_only("depthwise_taps"):
+    if block_images and x.shape[0] > block_images:
+      return lax.map(
+        lambda image: _depthwise_taps(image[None], kernel, strides, pads, dilation)[0],
+        x,
+        batch_size=block_images,
+      )
+    return _depthwise_taps(x, kernel, strides, pads, dilation)
 
 
 def _depthwise_taps(x, kernel, strides, pads, dilation):

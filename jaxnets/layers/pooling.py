@@ -80,15 +80,16 @@ class Pooling(base.Layer):
       # reduce_window, whose forward pass XLA fuses ~1.4x faster on CPU.
       if training and self._tiles(spatial, pads):
         return _tiled_max(x, self.pool_size), None
-      if guards.fast_path_allowed() and x.size >= settings.current().fast_pool_min_floats:
+      if self._fast_form_allowed(x):
         # Without NaN cells, and without an all -inf window (the only way to
         # get -inf out), the plain maximum is TF's answer. Skipping the rule
         # lets XLA fuse the pooling with the convolution's bias and
         # activation (jaxnets.guards). A window holding NaN comes out NaN
         # (XLA's max) or, all-NaN, -inf (YNNPACK's skips NaN): both flag;
         # guards.fast_pass also flags any non-finite model input.
-        y = lax.reduce_window(x, -jnp.inf, lax.max, window, strides, full_pads)
-        guards.use_exact_path_if(jnp.any(~(y > -jnp.inf)))
+        with settings.cpu_only("guarded_max_pool"):
+          y = lax.reduce_window(x, -jnp.inf, lax.max, window, strides, full_pads)
+          guards.use_exact_path_if(jnp.any(~(y > -jnp.inf)))
         return y, None
       y = lax.reduce_window(_skip_nan(x), -jnp.inf, lax.max, window, strides, full_pads)
       return _at_least_lowest(y), None
@@ -97,6 +98,17 @@ class Pooling(base.Layer):
     # host once, at trace time, instead of pooling a tensor of ones per call.
     counts = _real_cell_counts(spatial, self.pool_size, self.strides, pads)
     return total / counts.reshape((1,) + counts.shape + (1,)).astype(x.dtype), None
+
+  @staticmethod
+  def _fast_form_allowed(x) -> bool:
+    """Inside a guarded fast pass, where the platform's settings take it (the CPU's: off
+    elsewhere, ``jaxnets.settings.CPU_MEASURED``), on an input large enough to gain."""
+    chosen = settings.current()
+    return (
+      guards.fast_path_allowed()
+      and chosen.guard_fast_paths
+      and x.size >= chosen.fast_pool_min_floats
+    )
 
   def _tiles(self, spatial, pads) -> bool:
     """Whether the windows tile the input: stride = pool size, no padding."""

@@ -268,7 +268,7 @@ def _run(cell: _Recurrent, params_list, x, mask, backwards, *, training=False):
   fast as one large batch.
   """
   batch = x.shape[0]
-  block = _row_block(cell.gates * cell.units * len(params_list), batch)
+  block = _row_block(cell.gates * cell.units * len(params_list))
   if block >= batch:
     return _run_rows(cell, params_list, x, mask, backwards, training)
   blocks = -(-batch // block)
@@ -284,18 +284,18 @@ def _run(cell: _Recurrent, params_list, x, mask, backwards, *, training=False):
   def join(a):  # (blocks, directions, block, ...) -> (directions, batch, ...)
     return jnp.moveaxis(a, 0, 1).reshape((a.shape[1], blocks * block) + a.shape[3:])[:, :batch]
 
-  last, seq = lax.map(
-    lambda args: _run_rows(cell, params_list, args[0], args[1], backwards, training),
-    (split(x), None if mask is None else split(mask)),
-  )
-  return join(last), None if seq is None else join(seq)
+  with settings.cpu_only("rnn_row_blocks"):
+    last, seq = lax.map(
+      lambda args: _run_rows(cell, params_list, args[0], args[1], backwards, training),
+      (split(x), None if mask is None else split(mask)),
+    )
+    return join(last), None if seq is None else join(seq)
 
 
-def _row_block(floats_per_row: int, batch: int) -> int:
+def _row_block(floats_per_row: int) -> int:
   """Rows per block: the per-step gate pre-activations of a block (``rows *
-  directions * gates * units`` floats) stay near ``settings.rnn_row_block_floats``."""
-  if jax.default_backend() != "cpu":
-    return batch  # accelerators want the whole batch at once
+  directions * gates * units`` floats) stay near ``settings.rnn_row_block_floats`` (one
+  block off the CPU: ``settings.CPU_MEASURED``)."""
   rows = max(16, settings.current().rnn_row_block_floats // max(1, floats_per_row))
   return max(16, 1 << (rows.bit_length() - 1))  # a power of two, like batch sizes
 
@@ -363,12 +363,11 @@ def _run_rows(cell: _Recurrent, params_list, x, mask, backwards, training):
     # Past the longest real length every step of every row is masked, so the
     # states stay as they are: on CPU those steps skip the cell (lax.cond).
     # A scan with a cond, not a loop with a dynamic stop, so that gradients
-    # (the JAX trainer) flow; accelerators run every step instead, as a
-    # per-step branch would cost them a host round trip.
+    # (the JAX trainer) flow; other platforms run every step instead
+    # (jaxnets.settings.CPU_MEASURED), as a per-step branch would cost an
+    # accelerator a host round trip.
     stop = jnp.max(lengths, initial=0)
-    skip_padding = (
-      settings.current().rnn_skip_padded_steps and not training and jax.default_backend() == "cpu"
-    )
+    skip_padding = settings.current().rnn_skip_padded_steps and not training
 
     def compute(state, xp_t, m_t):
       keep = m_t[..., None]
@@ -391,7 +390,8 @@ def _run_rows(cell: _Recurrent, params_list, x, mask, backwards, training):
     def masked_body(state, inputs):
       t, xp_t, m_t = inputs
       if skip_padding:
-        state, out = lax.cond(t < stop, compute, padding, state, xp_t, m_t)
+        with settings.cpu_only("skip_padded_steps"):
+          state, out = lax.cond(t < stop, compute, padding, state, xp_t, m_t)
       else:
         state, out = compute(state, xp_t, m_t)
       return state, out if cell.return_sequences else None
