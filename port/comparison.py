@@ -26,9 +26,11 @@ still leaves the port a few ulps). ``max_abs_diff`` (port vs Keras float32) is
 reported beside it: it is the headline figure, at most 1e-5 on the spec models
 (``HEADLINE_ATOL``), and at most ``bound + keras_error`` whenever ``ok``.
 
-Without a reference (``reference=False``, or a Keras model that cannot be
-rebuilt in float64, the reason kept in ``Comparison.reference``) the rule falls
-back to the headline: ``max_abs_diff <= HEADLINE_ATOL * max(1, max |keras(x)|)``.
+Without a reference (``reference=False``, a Keras model that cannot be rebuilt
+in float64, or one TensorFlow cannot run in float64 — it has no float64
+MaxPool3D/AvgPool3D kernel on CPU; the reason kept in ``Comparison.reference``)
+the rule falls back to the headline: ``max_abs_diff <= HEADLINE_ATOL * max(1,
+max |keras(x)|)``.
 
 Non-finite values. Where the input holds NaN or ±inf, TensorFlow's float32
 results are not what the mathematics gives (its CPU softmax returns finite
@@ -328,9 +330,17 @@ def compare(
     and _same_structure(_flatten(port_outputs), _flatten(keras_outputs))
   ):
     try:
-      reference_outputs = run_keras(float64_reference(keras_model), to_float64(x), batch_size)
+      clone = float64_reference(keras_model)
     except ValueError as e:
       reference_note = f"none: {e}"
+    else:
+      try:
+        reference_outputs = run_keras(clone, to_float64(x), batch_size)
+      except Exception as e:  # noqa: BLE001 - e.g. TF has no float64 kernel (MaxPool3D on CPU)
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        reference_note = (
+          f"none: Keras cannot run the model in float64 ({type(e).__name__}: {first_line[:200]})"
+        )
   elif not reference and reference_outputs is None:
     reference_note = "none: not requested"
   return judge(

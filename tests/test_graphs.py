@@ -41,7 +41,14 @@ def _leaves(value):
   return ("array",), [np.asarray(value)]
 
 
-def _compare(label, got, want, keras_model, x, *, ordered=True):
+# The Keras model and inputs of the last ``check``: what later ``_compare`` calls
+# of the same test (saved, exported, reordered inputs) are judged against.
+_CHECKED: dict = {}
+
+
+def _compare(label, got, want, keras_model=None, x=None, *, ordered=True):
+  keras_model = _CHECKED["keras_model"] if keras_model is None else keras_model
+  x = _CHECKED["x"] if x is None else x
   got_tag, _ = _leaves(got)
   want_tag, _ = _leaves(want)
   if not ordered:
@@ -65,6 +72,7 @@ def check(keras_model, x, tmp_path=None, *, seed=0):
   """Ports ``keras_model`` (object, and .keras file when ``tmp_path``) and checks it."""
   parity.randomize_weights(keras_model, seed=seed)
   want = _keras_output(keras_model, x)
+  _CHECKED.update(keras_model=keras_model, x=x)
   sources = [keras_model]
   if tmp_path is not None:
     path = tmp_path / "model.keras"
@@ -284,10 +292,11 @@ def test_functional_text_model_ports(tmp_path):
   model = port.load(keras_model)
   assert model.preprocessor is not None and model.input_dtype == "string"
   assert model.trims_padding  # as fast as the Sequential form: batches cut to real lengths
-  _compare("text predict", model.predict(texts), want)
+  strings = np.asarray(texts)
+  _compare("text predict", model.predict(texts), want, keras_model, strings)
   model.save(tmp_path / "text")
   got = parity.predict_saved_without_tensorflow(tmp_path / "text", texts, tmp_path)
-  _compare("saved, TF blocked", got, want)
+  _compare("saved, TF blocked", got, want, keras_model, strings)
 
 
 def test_unsupported_lists_every_problem():
