@@ -220,3 +220,38 @@ def test_a_graph_with_two_inputs_and_outputs_is_checked_on_each(tmp_path):
   np.savez(archive, image=generated[0])
   with pytest.raises(parity_check.CheckError, match=r"lacks array\(s\) \['tokens'\]"):
     parity_check.read_check_inputs(str(archive), ported)
+
+
+# ------------------------------------ the check catches NaN (issue 27, case 5)
+def _dense_pair():
+  keras = pytest.importorskip("keras")
+  import port  # pylint: disable=import-outside-toplevel
+
+  model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+  parity.randomize_weights(model, seed=2)
+  return model, port.load(model)
+
+
+def test_the_check_fails_a_port_that_returns_nan():
+  """``max(0.0, nan)`` is 0.0: the old check let a NaN port through."""
+  from port import parity_check  # pylint: disable=import-outside-toplevel
+
+  model, ported = _dense_pair()
+  params = {k: dict(v) for k, v in ported.params.items()}
+  name = next(iter(params))
+  params[name]["bias"] = np.full_like(np.asarray(params[name]["bias"]), np.nan)
+  broken = ported.replace(params=params)
+  x = np.random.default_rng(0).random((6, 4), dtype=np.float32)
+  assert "-> ok" in parity_check.check_parity(model, ported, x)
+  with pytest.raises(parity_check.CheckError, match="another kind"):
+    parity_check.check_parity(model, broken, x)
+
+
+def test_check_inputs_that_verify_nothing_are_refused():
+  from port import parity_check  # pylint: disable=import-outside-toplevel
+
+  model, ported = _dense_pair()
+  with pytest.raises(parity_check.CheckError, match="verifies nothing"):
+    parity_check.check_parity(model, ported, np.full((5, 4), np.nan, np.float32))
+  with pytest.raises(parity_check.CheckError, match="no rows"):
+    parity_check.check_parity(model, ported, np.zeros((0, 4), np.float32))
