@@ -21,8 +21,8 @@ Algorithms (``ALGORITHMS``):
   stride 1, dilation 1, one group. 16 multiplies per 2x2 output tile instead
   of 36, done as 16 matmuls over the channels.
 - ``"winograd_f4"``: F(4x4, 3x3): 36 multiplies per 4x4 tile instead of 144,
-  but its transforms hold 4, 5, 8 and 1/24 and it misses the 1e-5 parity
-  bound; implemented and tested, never chosen (see ``winograd_f4``).
+  but its transforms hold 4, 5, 8 and 1/24 and it misses the parity rule
+  (``port.compare``); implemented and tested, never chosen (see ``winograd_f4``).
 - ``"im2col"``: the kh*kw shifted (strided, dilated) views of the input side by
   side, then one matmul with the kernel read as ``(kh * kw * in, filters)``.
   Any kernel, stride and dilation; one group. A 1x1 kernel is its degenerate
@@ -35,7 +35,7 @@ convolution back-propagation, which measured 5.6-8.3x its own forward pass for
 
 Every matmul asks for ``lax.Precision.HIGHEST``: XLA:CPU computes float32
 matmuls in full float32 anyway (measured: same numbers, same speed), but a GPU
-would otherwise be free to use TF32 and miss the 1e-5 parity bound.
+would otherwise be free to use TF32 and miss the parity rule (``port.compare``).
 
 ``choose_algorithm`` picks one per layer from the shapes alone; its thresholds
 and the batch blocking are the fields of ``AlgorithmSettings``, with their
@@ -475,7 +475,8 @@ def winograd_f4(x, kernel, *, padding_pairs):
   difference from Keras's Conv2D on unit-scale inputs: 2.3e-5 for a single
   layer with 64 input channels (``winograd_f2``: 1.9e-6), 1.0-2.6e-5 after
   ten 3x3 ReLU layers 32-128 channels wide (``winograd_f2``: at most 5.8e-6),
-  against the parity bound of 1e-5. Speed did not make up for it: at batch 256
+  where Keras itself is ~1e-6 from float64: it fails the parity rule
+  (``port.compare``). Speed did not make up for it: at batch 256
   it trained 1.1-1.2x faster than ``winograd_f2`` but ran forward at
   0.8-1.1x, and took 2-6 s to compile against 1-2 s.
   """

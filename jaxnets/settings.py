@@ -77,9 +77,9 @@ class Settings:
       convolution otherwise and on GPU); ``"direct"``, ``"winograd_f2"``,
       ``"winograd_f4"`` or ``"im2col"`` force one wherever it applies (tests,
       comparisons). Unlike the settings above this one changes float32 rounding:
-      every algorithm the rule can choose agrees with Keras within 1e-5 on the
-      model outputs (tested under each); ``"winograd_f4"`` does not, and is never
-      chosen by ``"auto"``.
+      every algorithm the rule can choose passes the parity rule (``port.compare``)
+      on the model outputs (tested under each); ``"winograd_f4"`` does not, and is
+      never chosen by ``"auto"``.
     guard_fast_paths: at inference, layers whose exact Keras rule costs a pass
       of its own for values that almost never occur (max pooling's NaN and
       -inf rule) take their fast form and flag those values; ``predict``
