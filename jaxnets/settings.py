@@ -64,6 +64,9 @@ class Settings:
       Never when training: under ``jax.grad`` the per-step cond made a BiLSTM
       train step 1.4x slower than computing (and masking) every step, and the
       JAX trainer's batches are already cut to their longest row.
+    rnn_scan_unroll: recurrent layers' ``lax.scan`` runs this many steps per
+      loop iteration (``unroll``). Same numbers, fewer loop iterations and a
+      larger compiled body. MEASURED_UNROLL
     conv_pad_odd_channels_below: a convolution whose input has an odd number of
       channels (more than one, fewer than this) gets one zero channel and a
       zero kernel slice, which adds only exact zeros to each sum. XLA's CPU
@@ -96,6 +99,7 @@ class Settings:
 
   rnn_row_block_floats: int = 16 * 1024
   rnn_skip_padded_steps: bool = True
+  rnn_scan_unroll: int = 1
   conv_pad_odd_channels_below: int = 16
   conv_algorithm: str = "auto"
   guard_fast_paths: bool = True
@@ -109,6 +113,8 @@ class Settings:
       )
     if self.rnn_row_block_floats < 1:
       raise ValueError(f"rnn_row_block_floats must be positive, got {self.rnn_row_block_floats}")
+    if self.rnn_scan_unroll < 1:
+      raise ValueError(f"rnn_scan_unroll must be >= 1, got {self.rnn_scan_unroll}")
     if self.conv_pad_odd_channels_below < 0:
       raise ValueError(
         f"conv_pad_odd_channels_below must be >= 0, got {self.conv_pad_odd_channels_below}"
@@ -153,6 +159,8 @@ CPU_MEASURED: dict[str, Any] = {
   "rnn_row_block_floats": 2**62,
   # Every step computed: a per-step branch would cost an accelerator a host round trip.
   "rnn_skip_padded_steps": False,
+  # JAX's default until measured on an accelerator.
+  "rnn_scan_unroll": 1,
   # No zero channel: the slow small odd channel count was XLA:CPU's.
   "conv_pad_odd_channels_below": 0,
   # One program, exact, and no per-batch flag read back to the host.
@@ -216,6 +224,15 @@ def cpu_only(choice: str):
   """The named scope of a choice measured on CPU only (``cpu_only_<choice>`` in a lowered
   module's locations and in profiles)."""
   return jax.named_scope(CPU_ONLY_SCOPE + choice)
+
+
+def reset() -> Settings:
+  """Back to the defaults and the environment's ``JAXNETS_*`` values, forgetting what
+  ``configure`` set (and which settings it made explicit for every platform)."""
+  global _current, _explicit  # pylint: disable=global-statement
+  _current = from_environment()
+  _explicit = _environment_names(os.environ)
+  return _current
 
 
 def configure(**changes) -> Settings:

@@ -399,6 +399,12 @@ def judge(
       problems=tuple(problems),
     )
   reference_all = None if reference_outputs is None else _flatten(reference_outputs)
+  if reference_all is not None and not _same_structure(reference_all, keras_all):
+    shapes = [r.shape for r in reference_all]
+    raise ValueError(
+      f"the float64 reference's outputs {shapes} do not match Keras's "
+      f"{[k.shape for k in keras_all]}: give the reference of the same inputs"
+    )
   if reference_all is None and reference_note == "keras-float64":
     reference_note = "none: not given"
   truth_all = reference_all if reference_all is not None else keras_all

@@ -83,7 +83,10 @@ def test_settings_override_configure_and_environment():
   try:
     assert settings.configure(conv_pad_odd_channels_below=0).conv_pad_odd_channels_below == 0
   finally:
-    settings.configure(conv_pad_odd_channels_below=default.conv_pad_odd_channels_below)
+    # reset, not configure(old value): that would leave the setting explicit for
+    # every platform in this worker (a CUDA lowering would keep the CPU's choice).
+    settings.reset()
+  assert settings.current() == default
   with pytest.raises(TypeError):
     settings.configure(no_such_setting=1)
   env = {"JAXNETS_RNN_ROW_BLOCK_FLOATS": "32768", "JAXNETS_RNN_SKIP_PADDED_STEPS": "false"}

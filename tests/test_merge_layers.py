@@ -25,9 +25,10 @@ def _check(keras_model, x, seed=0):
   parity.randomize_weights(keras_model, seed=seed)
   want = _keras_output(keras_model, x)
   model = port.load(keras_model)
-  _compare("jitted predict", model.predict(x), want)
+  _compare("jitted predict", model.predict(x), want, keras_model, x)
   with jax.disable_jit():
-    _compare("un-jitted apply", model.apply(model.params, model.prepare_inputs(x)), want)
+    unjitted = model.apply(model.params, model.prepare_inputs(x))
+  _compare("un-jitted apply", unjitted, want, keras_model, x)
   return model
 
 

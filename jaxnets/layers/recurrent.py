@@ -357,7 +357,7 @@ def _run_rows(cell: _Recurrent, params_list, x, mask, backwards, training):
       state = step(recurrent_params, state, xp_t)
       return state, state[0] if cell.return_sequences else None
 
-    state, outputs = lax.scan(scan_body, state, xp)
+    state, outputs = lax.scan(scan_body, state, xp, unroll=settings.current().rnn_scan_unroll)
   else:
     mask = jnp.transpose(mask, (1, 2, 0))  # (T, D, B)
     # Past the longest real length every step of every row is masked, so the
@@ -396,7 +396,9 @@ def _run_rows(cell: _Recurrent, params_list, x, mask, backwards, training):
         state, out = compute(state, xp_t, m_t)
       return state, out if cell.return_sequences else None
 
-    state, outputs = lax.scan(masked_body, state, (time, xp, mask))
+    state, outputs = lax.scan(
+      masked_body, state, (time, xp, mask), unroll=settings.current().rnn_scan_unroll
+    )
 
   # Rule 3 (last output): Keras returns the output of its last iteration: the
   # last real output carried over the padding (for a backwards direction, the
