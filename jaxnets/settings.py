@@ -66,7 +66,11 @@ class Settings:
       JAX trainer's batches are already cut to their longest row.
     rnn_scan_unroll: recurrent layers' ``lax.scan`` runs this many steps per
       loop iteration (``unroll``). Same numbers, fewer loop iterations and a
-      larger compiled body. MEASURED_UNROLL
+      larger compiled body. Kept at 1 on CPU: ``python -m bench.rnn_unroll``
+      on the spec 2 x BiLSTM/BiSimpleRNN-64 (AVX-512, quiet, 9 interleaved
+      rounds) gave no consistent gain: unroll 2/4/8 were 1.27/0.77/1.03x at
+      LSTM batch 1, 0.83/0.74/0.74x at SimpleRNN batch 1, 0.94-1.08x at batch
+      256. Unmeasured on accelerators: 1 there too (:data:`CPU_MEASURED`).
     conv_pad_odd_channels_below: a convolution whose input has an odd number of
       channels (more than one, fewer than this) gets one zero channel and a
       zero kernel slice, which adds only exact zeros to each sum. XLA's CPU
