@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 import jaxnets
+from jaxnets import cli_support
 from port import comparison as comparison_lib
 
 
@@ -90,11 +91,13 @@ def read_check_inputs(path: str, model: jaxnets.Model):
       f"--check_inputs: {path!r} is not a .npy file, and model {model.name!r} takes "
       f"{model.input_dtype} arrays, not text"
     )
+  # The rows jaxnets-predict reads from the same file: split on "\n" only.
+  with open(path, "rb") as f:
+    data = f.read()
   try:
-    with open(path, encoding="utf-8") as f:
-      texts = [line.rstrip("\n") for line in f]
-  except UnicodeDecodeError as e:
-    raise CheckError(f"--check_inputs: {path!r} is not UTF-8 text ({e.reason})") from None
+    texts = cli_support.text_rows(data, f"--check_inputs: {path!r}")
+  except cli_support.BadInput as e:
+    raise CheckError(str(e)) from None
   if not texts:
     raise CheckError(f"--check_inputs: {path!r} has no lines")
   return np.asarray(texts, dtype=object)

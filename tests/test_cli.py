@@ -255,3 +255,21 @@ def test_check_inputs_that_verify_nothing_are_refused():
     parity_check.check_parity(model, ported, np.full((5, 4), np.nan, np.float32))
   with pytest.raises(parity_check.CheckError, match="no rows"):
     parity_check.check_parity(model, ported, np.zeros((0, 4), np.float32))
+
+
+def test_check_input_rows_match_lines_like_predict(tmp_path):
+  """``--check_inputs`` reads a text file as jaxnets-predict does: one row per line."""
+  from port import parity_check  # pylint: disable=import-outside-toplevel
+
+  keras = pytest.importorskip("keras")
+  import port  # pylint: disable=import-outside-toplevel
+
+  vectorizer = keras.layers.TextVectorization(max_tokens=10, output_sequence_length=4)
+  vectorizer.adapt(np.asarray(["saya suka", "tidak"], dtype=object))
+  model = keras.Sequential(
+    [keras.Input((1,), dtype="string"), vectorizer, keras.layers.Embedding(10, 2)]
+  )
+  path = tmp_path / "texts.txt"
+  path.write_bytes("\ufeffsaya\u2028suka\rtidak\r\nsaya\n".encode())
+  rows = parity_check.read_check_inputs(str(path), port.load(model))
+  assert list(rows) == ["saya\u2028suka\rtidak", "saya"]
