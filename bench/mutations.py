@@ -34,6 +34,7 @@ import numpy as np
 
 import jaxnets
 from jaxnets.layers import base
+from port import reference
 
 MUTATIONS = (
   "batchnorm_channel",
@@ -96,12 +97,7 @@ def exact_outputs(model: jaxnets.Model, x) -> list[np.ndarray]:
     inputs = jax.tree_util.tree_map(
       lambda a: np.asarray(a, np.float64) if np.asarray(a).dtype.kind == "f" else a, x
     )
-    out = jax.jit(model.apply)(params, inputs)
-    if isinstance(out, dict):
-      out = [out[k] for k in sorted(out)]
-    elif not isinstance(out, (list, tuple)):
-      out = [out]
-    return [np.asarray(o) for o in out]
+    return reference.flatten(jax.jit(model.apply)(params, inputs))
 
 
 def _numpy_params(model) -> dict[str, Any]:

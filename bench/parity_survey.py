@@ -135,7 +135,7 @@ def survey_model(name: str, keras_model, x, mutations: bool) -> dict:
       exact = mutations_lib.exact_outputs(mutated, prepared)
     except (TypeError, ValueError) as e:  # a layer that cannot run in float64
       print(f"  {kind}: no float64 evaluation ({e}); judged in float32", file=sys.stderr)
-      exact = jax_leaves(got)
+      exact = port.reference.flatten(got)
     moved = max(
       float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(r, np.float64))))
       if np.size(a)
@@ -159,15 +159,6 @@ def survey_model(name: str, keras_model, x, mutations: bool) -> dict:
       "bound": result.bound,
     }
   return row
-
-
-def jax_leaves(outputs) -> list:
-  """One array, a list or a dict of outputs as a list (dict in key order)."""
-  if isinstance(outputs, dict):
-    return [outputs[k] for k in sorted(outputs)]
-  if isinstance(outputs, (list, tuple)):
-    return list(outputs)
-  return [outputs]
 
 
 def _cases(names, rows: int, data_dir, seed: int):

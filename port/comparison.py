@@ -52,11 +52,12 @@ is rejected.
 """
 
 import dataclasses
-import weakref
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from port.reference import flatten, float64_reference, rows_of, run_keras, to_float64
 
 __all__ = [
   "FACTOR",
@@ -142,143 +143,7 @@ class Comparison:
     return out
 
 
-# ------------------------------------------------------------ the reference
-
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-_FLOAT_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16", "float16", "bfloat16")
-_REFERENCES: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
-
-
-def _as_float64_config(config):
-  """``config`` with every float dtype and dtype policy set to float64 (ints and
-  strings — token ids, TextVectorization — are left as they are)."""
-  if isinstance(config, list):
-    return [_as_float64_config(item) for item in config]
-  if not isinstance(config, dict):
-    return config
-  out = {}
-  for key, value in config.items():
-    if key == "dtype" and isinstance(value, str) and value in _FLOAT_POLICIES:
-      value = "float64"
-    elif (
-      key == "dtype"
-      and isinstance(value, dict)
-      and "Policy" in str(value.get("class_name", ""))
-      and value.get("config", {}).get("name") in _FLOAT_POLICIES
-    ):
-      value = {**value, "class_name": "DTypePolicy", "config": {"name": "float64"}}
-    else:
-      value = _as_float64_config(value)
-    out[key] = value
-  return out
-
-
-def float64_reference(keras_model):
-  """The Keras model rebuilt from its config with every float layer in float64
-  and its weights cast; cached per model. Raises ``ValueError`` naming why when
-  the model cannot be rebuilt (e.g. a subclassed model without a config)."""
-  cached = _REFERENCES.get(keras_model)
-  if cached is not None:
-    return cached
-  import keras  # pylint: disable=import-outside-toplevel
-
-  try:
-    config = _as_float64_config(keras_model.get_config())
-    clone = keras_model.__class__.from_config(config)
-    weights = keras_model.get_weights()
-    clone.set_weights([np.asarray(w, np.float64) if _is_float(w) else w for w in weights])
-    _copy_vocabularies(keras_model, clone)
-  except Exception as e:  # noqa: BLE001 - any failure means "no reference", with its reason
-    raise ValueError(
-      f"model {getattr(keras_model, 'name', '?')!r} cannot be rebuilt in float64: "
-      f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-    ) from e
-  del keras
-  _REFERENCES[keras_model] = clone
-  return clone
-
-
-def _layers(model) -> list:
-  """Every layer of ``model``, nested models' layers in place, in order."""
-  out = []
-  for layer in getattr(model, "layers", []):
-    out.append(layer)
-    if getattr(layer, "layers", None):
-      out.extend(_layers(layer))
-  return out
-
-
-def _copy_vocabularies(source, clone) -> None:
-  """Lookup tables (TextVectorization, StringLookup...) are not weights: a
-  clone from config starts with none, so each is set from the original's."""
-  for original, copy in zip(_layers(source), _layers(clone)):
-    if hasattr(original, "get_vocabulary") and hasattr(copy, "set_vocabulary"):
-      idf = getattr(original, "idf_weights", None)
-      if getattr(original, "output_mode", None) == "tf_idf" and idf is not None:
-        copy.set_vocabulary(original.get_vocabulary(), idf_weights=np.asarray(idf))
-      else:
-        copy.set_vocabulary(original.get_vocabulary())
-
-
-def _is_float(array) -> bool:
-  return np.asarray(array).dtype.kind == "f"
-
-
-def to_float64(x):
-  """Model inputs with float arrays cast to float64 (same values exactly)."""
-  if isinstance(x, dict):
-    return {k: to_float64(v) for k, v in x.items()}
-  if isinstance(x, (list, tuple)):
-    return type(x)(to_float64(v) for v in x)
-  array = np.asarray(x)
-  return array.astype(np.float64) if array.dtype.kind == "f" else x
-
-
-# --------------------------------------------------------------- the check
-
-
-def rows_of(x) -> int:
-  """Rows of a batch: an array, a list/tuple of per-input arrays, a dict of them,
-  or a sequence of sentences."""
-  if isinstance(x, dict):
-    return rows_of(next(iter(x.values())))
-  if isinstance(x, (list, tuple)) and x and _is_input_list(x):
-    return len(x[0])
-  return len(x)
-
-
-def _is_input_list(x) -> bool:
-  """A list of equal-length arrays, one per model input (not a list of rows)."""
-  return all(isinstance(v, np.ndarray) for v in x)
-
-
-def _slice(x, start: int, stop: int):
-  if isinstance(x, dict):
-    return {k: _slice(v, start, stop) for k, v in x.items()}
-  if isinstance(x, (list, tuple)) and _is_input_list(x):
-    return [v[start:stop] for v in x]
-  return x[start:stop]
-
-
-def run_keras(keras_model, x, batch_size: int = 256) -> list[np.ndarray]:
-  """``keras_model(x, training=False)`` in batches of ``batch_size`` rows, as a
-  list of numpy arrays (one per output; a dict output in key order)."""
-  rows = rows_of(x)
-  chunks = [
-    keras_model(_slice(x, start, start + batch_size), training=False)
-    for start in range(0, max(rows, 1), batch_size)
-  ]
-  flat = [_flatten(chunk) for chunk in chunks]
-  return [np.concatenate([f[i] for f in flat]) for i in range(len(flat[0]))]
-
-
-def _flatten(outputs) -> list[np.ndarray]:
-  """One array, a list or a dict of outputs as a list (dicts in key order)."""
-  if isinstance(outputs, dict):
-    return [np.asarray(outputs[k]) for k in sorted(outputs)]
-  if isinstance(outputs, (list, tuple)):
-    return [np.asarray(o) for o in outputs]
-  return [np.asarray(outputs)]
 
 
 def _max_abs(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
@@ -327,7 +192,7 @@ def compare(
   if (
     reference_outputs is None
     and reference
-    and _same_structure(_flatten(port_outputs), _flatten(keras_outputs))
+    and _same_structure(flatten(port_outputs), flatten(keras_outputs))
   ):
     try:
       clone = float64_reference(keras_model)
@@ -373,7 +238,7 @@ def judge(
   rule). Each is one array, a list or a dict of arrays. ``compare`` calls this;
   call it directly where the outputs come from elsewhere (a Keras layer called
   alone, Keras on another backend in a child process)."""
-  keras_all, port_all = _flatten(keras_outputs), _flatten(port_outputs)
+  keras_all, port_all = flatten(keras_outputs), flatten(port_outputs)
   rows = len(keras_all[0]) if rows is None and keras_all and keras_all[0].ndim else (rows or 0)
   problems: list[str] = []
   if len(keras_all) != len(port_all):
@@ -398,7 +263,7 @@ def judge(
       nonfinite_positions=0,
       problems=tuple(problems),
     )
-  reference_all = None if reference_outputs is None else _flatten(reference_outputs)
+  reference_all = None if reference_outputs is None else flatten(reference_outputs)
   if reference_all is not None and not _same_structure(reference_all, keras_all):
     shapes = [r.shape for r in reference_all]
     raise ValueError(
